@@ -1,0 +1,40 @@
+# kvmigrate.v2v — the interface: make setup | demo | test | lint | bench
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-unit test-integration test-e2e lint bench guests clean
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	ansible-playbook playbooks/demo.yml
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: setup
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+test-integration: setup
+	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+test-e2e: setup
+	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+
+guests: setup
+	$(PY) -m tests.guests build-all
+
+lint: setup
+	@scripts/lint.sh
+
+bench: setup
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf .collections .build .pytest_cache .ruff_cache
