@@ -15,6 +15,7 @@ The answer is cached per host boot, so the probe runs once.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -28,8 +29,6 @@ from typing import Any
 
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import ApplianceError, V2VError
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import Serializable
-
-__metaclass__ = type
 
 ACCEL_ENV = "KVMIGRATE_ACCEL"
 PROBE_TIMEOUT = 15.0
@@ -112,7 +111,7 @@ def probe_kvm(timeout: float = PROBE_TIMEOUT) -> tuple[bool, str]:
 
 def decide_accelerator(refresh: bool = False) -> AccelDecision:
     """Return the accelerator to use; probe at most once per host boot."""
-    global _decision  # pylint: disable=global-statement
+    global _decision  # noqa: PLW0603  # pylint: disable=global-statement
     forced = os.environ.get(ACCEL_ENV, "").strip().lower()
     if forced:
         if forced not in ("kvm", "tcg"):
@@ -229,9 +228,7 @@ class Appliance:
 
     def __exit__(self, *exc_info: object) -> None:
         if self.g is not None:
-            try:
+            with contextlib.suppress(RuntimeError):
                 self.g.shutdown()
-            except RuntimeError:
-                pass
             self.g.close()
             self.g = None

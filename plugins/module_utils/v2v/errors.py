@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-__metaclass__ = type
-
 
 class V2VError(Exception):
     """Base of every error the engine raises on purpose."""

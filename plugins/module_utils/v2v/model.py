@@ -15,8 +15,6 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-__metaclass__ = type
-
 
 def _plain(value: Any) -> Any:
     """Turn dataclasses, enums and containers into JSON-ready values."""
@@ -41,7 +39,7 @@ class Serializable:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
 
 
-class Severity(str, enum.Enum):
+class Severity(enum.StrEnum):
     BLOCKER = "blocker"
     WARNING = "warning"
 

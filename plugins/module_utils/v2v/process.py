@@ -11,8 +11,6 @@ from collections.abc import Mapping, Sequence
 
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import ToolError, V2VError
 
-__metaclass__ = type
-
 
 def require_tool(name: str, package: str) -> str:
     """Return the full path of ``name`` or fail saying which package provides it."""

@@ -1,0 +1,269 @@
+# -*- coding: utf-8 -*-
+# Copyright: kvmigrate.v2v contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Disk images: safe format probing and read-only overlays.
+
+A disk image is untrusted input. Its header can name other files (a qcow2
+backing file or external data file, a VMDK's extents or parent) that qemu
+would happily open: a guest image could make us read ``/etc/shadow``. So:
+
+* the format is detected from magic bytes here, never by letting qemu guess,
+  and always passed on explicitly (``-f`` / ``format=``);
+* qcow2 headers naming a backing or data file are refused;
+* a VMDK descriptor whose extents are outside its own directory, or which
+  names a parent (a snapshot delta), is refused;
+* ``qemu-img info`` then double-checks what qemu itself sees.
+
+The source is never opened for writing: all work happens in a qcow2 overlay
+whose backing file is the source, opened read-only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import SourceError, ToolError, UnsafeImageError
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.process import run_tool
+
+SUPPORTED_FORMATS = ("raw", "qcow2", "vmdk", "vhd", "vhdx", "vdi")
+# qemu's driver names differ from the names users know for two of them.
+_QEMU_DRIVER = {"vhd": "vpc"}
+_FROM_QEMU_DRIVER = {"vpc": "vhd"}
+
+_QCOW2_MAGIC = b"QFI\xfb"
+_VMDK_SPARSE_MAGIC = b"KDMV"
+_VMDK_COWD_MAGIC = b"COWD"
+_VHDX_MAGIC = b"vhdxfile"
+_VHD_MAGIC = b"conectix"
+_VDI_SIGNATURE = 0xBEDA107F
+_QCOW2_EXT_DATA_FILE = 0x44415441
+_QCOW2_EXT_END = 0
+_DESCRIPTOR_MAX = 64 * 1024
+_EXTENT_RE = re.compile(r'^\s*(RW|RDONLY|NOACCESS)\s+(\d+)\s+(\S+)(?:\s+"([^"]*)")?', re.IGNORECASE)
+
+
+@dataclass
+class ImageInfo:
+    """What is known about one disk image after a safe probe."""
+
+    path: str
+    format: str
+    virtual_size: int
+    actual_size: int | None = None
+    offset: int | None = None
+    length: int | None = None
+
+    @property
+    def qemu_driver(self) -> str:
+        return qemu_driver(self.format)
+
+
+def qemu_driver(fmt: str) -> str:
+    """The qemu block driver name for a user-facing format name."""
+    return _QEMU_DRIVER.get(fmt, fmt)
+
+
+def _read_at(path: str, offset: int, size: int) -> bytes:
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        return handle.read(size)
+
+
+def detect_format(path: str, *, offset: int = 0, length: int | None = None) -> str:
+    """Detect the format of an image from its magic bytes; ``raw`` when none match."""
+    try:
+        head = _read_at(path, offset, 512)
+    except OSError as exc:
+        raise SourceError(f"cannot read the disk image: {exc.strerror}", subject=path,
+                          hint="Check that the path exists and is readable") from exc
+    if head.startswith(_QCOW2_MAGIC):
+        return "qcow2"
+    if head.startswith((_VMDK_SPARSE_MAGIC, _VMDK_COWD_MAGIC)) or _is_vmdk_descriptor(head):
+        return "vmdk"
+    if head.startswith(_VHDX_MAGIC):
+        return "vhdx"
+    if head.startswith(_VHD_MAGIC):
+        return "vhd"
+    if len(head) >= 0x44 and struct.unpack_from("<I", head, 0x40)[0] == _VDI_SIGNATURE:
+        return "vdi"
+    # A fixed VHD has its only footer in the last 512 bytes.
+    end = (offset + length) if length is not None else os.path.getsize(path)
+    if end >= 512 and _read_at(path, end - 512, 8) == _VHD_MAGIC:
+        return "vhd"
+    return "raw"
+
+
+def _is_vmdk_descriptor(head: bytes) -> bool:
+    text = head.decode("latin-1")
+    return text.lstrip().startswith("# Disk DescriptorFile") or "createType=" in text[:512]
+
+
+def _check_qcow2_header(path: str, offset: int) -> None:
+    header = _read_at(path, offset, 104)
+    if len(header) < 72:
+        raise SourceError("qcow2 header is truncated", subject=path)
+    version = struct.unpack_from(">I", header, 4)[0]
+    backing_offset, backing_size = struct.unpack_from(">QI", header, 8)
+    if backing_offset:
+        name = _read_at(path, offset + backing_offset, min(backing_size, 1023)).decode("utf-8", "replace")
+        raise UnsafeImageError(
+            f"the qcow2 header names a backing file ({name!r}); refusing to follow it",
+            subject=path,
+            hint="Use a standalone image: 'qemu-img convert' the whole chain into one file first")
+    if version < 3:
+        return
+    header_length = struct.unpack_from(">I", header, 100)[0]
+    pos = offset + header_length
+    for _extension in range(64):
+        ext_type, ext_len = struct.unpack(">II", _read_at(path, pos, 8).ljust(8, b"\0"))
+        if ext_type == _QCOW2_EXT_END:
+            return
+        if ext_type == _QCOW2_EXT_DATA_FILE:
+            name = _read_at(path, pos + 8, min(ext_len, 1023)).decode("utf-8", "replace")
+            raise UnsafeImageError(
+                f"the qcow2 header names an external data file ({name!r}); refusing to follow it",
+                subject=path, hint="Convert the image to a self-contained qcow2 or raw file first")
+        pos += 8 + ((ext_len + 7) & ~7)
+
+
+def _vmdk_descriptor_text(path: str, offset: int) -> str | None:
+    """The text descriptor of a VMDK: the file itself, or embedded in a sparse header."""
+    head = _read_at(path, offset, 512)
+    if head.startswith(_VMDK_SPARSE_MAGIC):
+        desc_sector, desc_sectors = struct.unpack_from("<QQ", head, 28)
+        if not desc_sector:
+            return None
+        return _read_at(path, offset + desc_sector * 512,
+                        min(desc_sectors * 512, _DESCRIPTOR_MAX)).decode("latin-1")
+    if head.startswith(_VMDK_COWD_MAGIC):
+        raise UnsafeImageError("this is an ESX COWD redo log (a snapshot delta)", subject=path,
+                               hint="Consolidate or delete the VM's snapshots first")
+    return _read_at(path, offset, _DESCRIPTOR_MAX).split(b"\0", 1)[0].decode("latin-1")
+
+
+def check_vmdk_descriptor(path: str, text: str) -> list[str]:
+    """Refuse parents and extents outside the VMDK's directory; return the extent paths."""
+    base = os.path.dirname(os.path.realpath(path))
+    extents: list[str] = []
+    for raw_line in text.splitlines():
+        line = raw_line.strip()
+        key = line.split("=", 1)[0].strip().lower()
+        if key == "parentfilenamehint":
+            parent = line.split("=", 1)[1].strip().strip('"')
+            raise UnsafeImageError(
+                f"the VMDK is a snapshot delta of {parent!r}; refusing to follow its parent",
+                subject=path, hint="Consolidate or delete the VM's snapshots first")
+        match = _EXTENT_RE.match(line)
+        if not match or match.group(4) is None:
+            continue
+        name = match.group(4)
+        target = os.path.realpath(os.path.join(base, name))
+        if os.path.isabs(name) or os.path.commonpath([base, target]) != base:
+            raise UnsafeImageError(
+                f"the VMDK descriptor names an extent outside its own directory ({name!r})",
+                subject=path, hint="Only extents in the same directory as the descriptor are read")
+        extents.append(target)
+    return extents
+
+
+def probe_image(path: str, fmt: str | None = None, *, offset: int | None = None,
+                length: int | None = None) -> ImageInfo:
+    """Probe an image safely and return its format and size.
+
+    ``fmt`` given by the user is trusted as the format but the header checks
+    still run. ``offset``/``length`` describe an image stored inside another
+    file (a disk in an uncompressed OVA).
+    """
+    if not os.path.exists(path):
+        raise SourceError("the disk image does not exist", subject=path)
+    if os.path.isdir(path):
+        raise SourceError("expected a disk image but found a directory", subject=path)
+    if fmt is not None:
+        fmt = _FROM_QEMU_DRIVER.get(fmt, fmt)
+        if fmt not in SUPPORTED_FORMATS:
+            raise SourceError(f"unknown disk format {fmt!r}", subject=path,
+                              hint=f"Supported formats: {', '.join(SUPPORTED_FORMATS)}")
+    start = offset or 0
+    detected = detect_format(path, offset=start, length=length)
+    fmt = fmt or detected
+    if detected == "qcow2":
+        _check_qcow2_header(path, start)
+    if detected == "vmdk" or fmt == "vmdk":
+        text = _vmdk_descriptor_text(path, start)
+        if text:
+            check_vmdk_descriptor(path, text)
+    info = qemu_img_info(path, fmt, offset=offset, length=length)
+    return ImageInfo(path=path, format=fmt, virtual_size=int(info["virtual-size"]),
+                     actual_size=info.get("actual-size"), offset=offset, length=length)
+
+
+def image_json_spec(path: str, fmt: str, *, offset: int | None = None, length: int | None = None) -> str:
+    """A qemu ``json:`` filename opening ``path`` with an explicit format (and window)."""
+    proto: dict[str, object] = {"driver": "file", "filename": os.path.abspath(path)}
+    if offset is not None:
+        proto = {"driver": "raw", "offset": offset, "file": proto}
+        if length is not None:
+            proto["size"] = length
+    return "json:" + json.dumps({"driver": qemu_driver(fmt), "file": proto})
+
+
+def qemu_img_info(path: str, fmt: str, *, offset: int | None = None, length: int | None = None) -> dict:
+    """``qemu-img info`` with an explicit format; refuse anything that points elsewhere."""
+    target = image_json_spec(path, fmt, offset=offset, length=length) if offset is not None else path
+    argv = ["qemu-img", "info", "--output=json", "-U"]
+    if offset is None:
+        argv += ["-f", qemu_driver(fmt)]
+    argv.append(target)
+    try:
+        out = run_tool(argv, subject=path)
+    except ToolError as exc:
+        raise SourceError(f"qemu-img cannot open it as {fmt}: {exc.stderr}", subject=path,
+                          hint="Check the file, or pass its real format explicitly") from exc
+    info = json.loads(out)
+    if info.get("backing-filename") or info.get("full-backing-filename"):
+        raise UnsafeImageError(
+            f"the image names a backing file ({info.get('backing-filename')!r}); refusing to follow it",
+            subject=path, hint="Use a standalone image: 'qemu-img convert' the whole chain into one file first")
+    specific = (info.get("format-specific") or {}).get("data") or {}
+    if specific.get("data-file"):
+        raise UnsafeImageError(f"the image names an external data file ({specific['data-file']!r})",
+                               subject=path, hint="Convert it to a self-contained image first")
+    base = os.path.dirname(os.path.realpath(path))
+    for extent in specific.get("extents") or []:
+        name = extent.get("filename", "")
+        real = os.path.realpath(name)
+        if real != os.path.realpath(path) and os.path.commonpath([base, real]) != base:
+            raise UnsafeImageError(f"the VMDK names an extent outside its own directory ({name!r})",
+                                   subject=path, hint="Only extents in the same directory are read")
+    return info
+
+
+@dataclass
+class Overlay:
+    """A writable qcow2 layer over a read-only source image."""
+
+    path: str
+    source: ImageInfo
+
+    def remove(self) -> None:
+        Path(self.path).unlink(missing_ok=True)
+
+
+def create_overlay(source: ImageInfo, overlay_path: str) -> Overlay:
+    """Create a qcow2 overlay whose backing (the source) is only ever read.
+
+    The backing is named with an explicit format, so qemu never probes it.
+    """
+    if source.offset is not None:
+        backing = image_json_spec(source.path, source.format, offset=source.offset, length=source.length)
+    else:
+        backing = os.path.abspath(source.path)
+    argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", qemu_driver(source.format),
+            "-b", backing, overlay_path]
+    run_tool(argv, subject=source.path, hint="Check free space and permissions of the work directory")
+    return Overlay(path=overlay_path, source=source)
