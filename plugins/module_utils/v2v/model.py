@@ -232,6 +232,7 @@ class Result(Serializable):
     guest: GuestInfo | None = None
     findings: list[Finding] = field(default_factory=list)
     plan: Plan | None = None
+    estimate: dict[str, int] = field(default_factory=dict)
     conversion: list[str] = field(default_factory=list)
     target: dict[str, Any] = field(default_factory=dict)
     phases: list[Phase] = field(default_factory=list)

@@ -267,3 +267,14 @@ def create_overlay(source: ImageInfo, overlay_path: str) -> Overlay:
             "-b", backing, overlay_path]
     run_tool(argv, subject=source.path, hint="Check free space and permissions of the work directory")
     return Overlay(path=overlay_path, source=source)
+
+
+def allocated_bytes(image: ImageInfo) -> int:
+    """Bytes of the image that hold data (what a sparse copy reads at most)."""
+    if image.offset is not None:
+        argv = ["qemu-img", "map", "--output=json",
+                image_json_spec(image.path, image.format, offset=image.offset, length=image.length)]
+    else:
+        argv = ["qemu-img", "map", "--output=json", "-f", qemu_driver(image.format), image.path]
+    extents = json.loads(run_tool(argv, subject=image.path))
+    return sum(e["length"] for e in extents if e.get("data") and not e.get("zero"))

@@ -1,0 +1,75 @@
+# -*- coding: utf-8 -*-
+# Copyright: kvmigrate.v2v contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    # The source options shared by inspect_guest and convert_guest.
+    DOCUMENTATION = r"""
+options:
+  input:
+    description:
+      - What kind of source O(path) (or O(uri) and O(domain)) points at.
+      - V(disk) is one or more disk images (raw, qcow2, vmdk, vhd, vhdx, vdi).
+      - V(ova) is an C(.ova) file (plain, gzip or xz compressed) or a directory with an extracted OVF.
+      - V(vmx) is a VMware C(.vmx) file on a local or NFS path.
+      - V(libvirtxml) is a libvirt domain XML file.
+      - V(libvirt) and V(p2v) are not supported yet and fail with a message saying so.
+    type: str
+    required: true
+    choices: [disk, ova, vmx, libvirtxml, libvirt, p2v]
+  path:
+    description:
+      - The source file or directory. For O(input=disk), a list of disk images (the guest's disks in order).
+    type: list
+    elements: str
+  uri:
+    description:
+      - The libvirt connection URI of the source hypervisor, for O(input=libvirt).
+    type: str
+  domain:
+    description:
+      - The domain name on O(uri), for O(input=libvirt).
+    type: str
+  format:
+    description:
+      - The disk format, when it must not be detected (O(input=disk)).
+      - Detection never lets qemu guess; the detected or given format is always passed on explicitly.
+    type: str
+    choices: [raw, qcow2, vmdk, vhd, vhdx, vdi]
+  ssh_host_key:
+    description:
+      - The SHA256 fingerprint (C(SHA256:...)) the SSH server of a remote source must present.
+    type: str
+  known_hosts:
+    description:
+      - A known_hosts file to verify the SSH server of a remote source against. Unknown keys are refused.
+    type: path
+  password:
+    description:
+      - Password for a remote source. Never written to disk.
+    type: str
+  private_key:
+    description:
+      - SSH private key text for a remote source. Never written to disk.
+    type: str
+  root:
+    description:
+      - Which operating system to use when the disks hold several.
+      - V(single) fails when there is more than one, V(first) takes the first one found,
+        or give the root device (for example V(/dev/sda2)).
+    type: str
+    default: single
+  luks_keys:
+    description:
+      - Passphrases tried on LUKS-encrypted volumes in the guest.
+    type: list
+    elements: str
+  work_dir:
+    description:
+      - A directory for temporary files (overlays, unpacked archives). Removed when the module ends.
+    type: path
+    default: /var/tmp
+"""
