@@ -97,8 +97,8 @@ def parse_netplan(text: str, file: str) -> list[GuestNetConfig]:
     network = data.get("network") or {}
     configs: list[GuestNetConfig] = []
     for section in ("ethernets", "bonds", "bridges", "vlans"):
-        for key, conf in (network.get(section) or {}).items():
-            conf = conf or {}
+        for key, raw_conf in (network.get(section) or {}).items():
+            conf = raw_conf or {}
             match = conf.get("match") or {}
             name = conf.get("set-name") or match.get("name") or key
             dhcp = conf.get("dhcp4") in (True, "true", "yes")

@@ -10,6 +10,7 @@ source; nothing here writes to the guest. Conversion reuses the same handle
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import shutil
@@ -289,10 +290,8 @@ def _filesystems(g: Any, mountpoints: dict[str, str]) -> list[GuestFilesystem]:
                              mountpoint=by_device.get(g.canonical_device_name(device)))
         if kind not in ("", "unknown", "swap", "crypto_LUKS", "LVM2_member"):
             for attr, getter in (("uuid", g.vfs_uuid), ("label", g.vfs_label)):
-                try:
+                with contextlib.suppress(RuntimeError):
                     setattr(fs, attr, getter(device) or None)
-                except RuntimeError:
-                    pass
         if fs.mountpoint:
             try:
                 st = g.statvfs(fs.mountpoint)
@@ -365,7 +364,7 @@ def _filesystem_state_findings(g: Any) -> list[Finding]:
                 state = g.tune2fs_l(device).get("Filesystem state", "clean")
             except RuntimeError:
                 continue
-            if "clean" != state.strip():
+            if state.strip() != "clean":
                 findings.append(_warning(
                     "dirty-filesystem", f"the filesystem was not unmounted cleanly (state {state!r}): was the "
                     "guest running or did it crash? Shut it down cleanly before converting", device))
