@@ -177,6 +177,8 @@ class DriveSpec:
     format: str
     readonly: bool = True
     name: str | None = None
+    # Let fstrim inside the appliance punch holes into a writable overlay.
+    discard: bool = False
 
 
 class Appliance:
@@ -215,6 +217,8 @@ class Appliance:
                 opts: dict[str, Any] = {"format": drive.format, "readonly": drive.readonly}
                 if drive.name:
                     opts["name"] = drive.name
+                if drive.discard and not drive.readonly:
+                    opts["discard"] = "besteffort"
                 g.add_drive_opts(drive.path, **opts)
             start = time.monotonic()
             g.launch()

@@ -24,6 +24,8 @@ import json
 import os
 import re
 import struct
+import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -278,3 +280,46 @@ def allocated_bytes(image: ImageInfo) -> int:
         argv = ["qemu-img", "map", "--output=json", "-f", qemu_driver(image.format), image.path]
     extents = json.loads(run_tool(argv, subject=image.path))
     return sum(e["length"] for e in extents if e.get("data") and not e.get("zero"))
+
+
+_PROGRESS_RE = re.compile(r"\((\d+(?:\.\d+)?)/100%\)")
+
+
+def copy_image(overlay: str, target: str, *, output_format: str, allocation: str = "sparse",
+               progress: Callable[[float], None] | None = None) -> int:
+    """Copy only allocated data of ``overlay`` into ``target`` and flush it; return bytes on disk.
+
+    Zero and trimmed clusters are skipped (``-S 64k`` sparse detection), so a
+    trimmed overlay copies the data the guest uses, not the disk's size.
+    """
+    argv = ["qemu-img", "convert", "-p", "-f", "qcow2", "-O", qemu_driver(output_format), "-S", "64k",
+            "-t", "writeback"]
+    if allocation == "preallocated":
+        argv += ["-o", "preallocation=falloc"]
+    elif output_format == "qcow2":
+        argv += ["-o", "compat=1.1"]
+    argv += [overlay, target]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+    assert proc.stdout is not None and proc.stderr is not None
+    buffer = ""
+    while True:
+        chunk = proc.stdout.read(64)
+        if not chunk:
+            break
+        buffer = (buffer + chunk)[-256:]
+        matches = _PROGRESS_RE.findall(buffer)
+        if matches and progress is not None:
+            progress(float(matches[-1]))
+    stderr = proc.stderr.read()
+    proc.wait()
+    proc.stdout.close()
+    proc.stderr.close()
+    if proc.returncode != 0:
+        raise ToolError(argv, proc.returncode, stderr, subject=overlay,
+                        hint="Check free space in the output directory")
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return os.stat(target).st_blocks * 512

@@ -1,0 +1,345 @@
+# -*- coding: utf-8 -*-
+# Copyright: kvmigrate.v2v contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""convert_guest's run: open → inspect → preflight → convert → trim → copy → output.
+
+"Convert first, copy last": every step that can fail on the guest runs in
+the overlay before a byte is written to the output. Outputs are written under
+temporary names and renamed into place only when everything succeeded, with
+a record of the source's fingerprint and the options, so an identical second
+run returns ``changed: false`` without starting an appliance.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import os
+import shutil
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v import storage
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.appliance import (
+    Appliance,
+    DriveSpec,
+    decide_accelerator,
+    qemu_accel_args,
+)
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.convert.devices import target_disk_name
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.convert.linux import (
+    LinuxConvertOptions,
+    convert_linux,
+)
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.domain_xml import DomainOptions, build_domain_xml
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import (
+    NotSupportedError,
+    OutputError,
+    PreflightError,
+    V2VError,
+)
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec, load_source
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inspect import InspectOptions, inspect_guest_os
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import Plan, Result, Source, TargetDisk
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.outputs.qemu_cmd import (
+    build_qemu_command,
+    render_shell_script,
+)
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.pipeline import (
+    PhaseClock,
+    estimate_copy,
+    open_disks,
+)
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.status import StatusFile
+
+OUTPUTS = ("local", "qemu", "null", "libvirt")
+RECORD_VERSION = 1
+
+
+@dataclass
+class ConvertOptions:
+    output: str = "local"
+    output_dir: str | None = None
+    name: str | None = None
+    output_format: str = "raw"
+    allocation: str = "sparse"
+    networks: dict[str, str] = field(default_factory=dict)
+    bridges: dict[str, str] = field(default_factory=dict)
+    block_driver: str = "virtio-blk"
+    parallel: int = 1
+    force: bool = False
+    domain_type: str | None = None
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k not in ("force", "parallel")}
+
+
+def source_fingerprint(spec: SourceSpec, source: Source) -> str:
+    """Identity of the source files: path, size and modification time of each."""
+    files = sorted({os.path.realpath(p) for p in spec.paths if "://" not in p}
+                   | {os.path.realpath(d.path) for d in source.disks if "://" not in d.path})
+    parts = []
+    for path in files:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if os.path.isdir(path):
+            continue
+        parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+class ConversionRun:
+    def __init__(self, spec: SourceSpec, options: ConvertOptions, *, check_mode: bool = False) -> None:
+        if options.output not in OUTPUTS:
+            raise V2VError(f"unknown output {options.output!r}", hint=f"Use one of: {', '.join(OUTPUTS)}")
+        if options.output == "libvirt":
+            raise NotSupportedError("output 'libvirt' is not supported yet; use output: local and "
+                                    "define the domain from the written XML")
+        if options.output in ("local", "qemu") and not options.output_dir:
+            raise V2VError(f"output {options.output!r} needs output_dir")
+        self.spec = spec
+        self.options = options
+        self.check_mode = check_mode
+        self.clock = PhaseClock()
+        self.result = Result(changed=False, phases=self.clock.phases)
+
+    # -- where things go -------------------------------------------------
+    def _name(self, source: Source) -> str:
+        return self.options.name or source.name
+
+    def _target_disks(self, source: Source) -> list[TargetDisk]:
+        name = self._name(source)
+        bus = "scsi" if self.options.block_driver == "virtio-scsi" else "virtio"
+        out_dir = self.options.output_dir or ""
+        disks = []
+        for index, disk in enumerate(source.disks):
+            dev = target_disk_name(index, self.options.block_driver)
+            path = os.path.join(out_dir, f"{name}-{dev}.{self.options.output_format}") if out_dir else ""
+            disks.append(TargetDisk(path=path, format=self.options.output_format, bus=bus,
+                                    size_bytes=disk.size_bytes or 0))
+        return disks
+
+    def _record_path(self, source: Source) -> str:
+        return os.path.join(self.options.output_dir or "", f".{self._name(source)}.kvmigrate.json")
+
+    def _work_dir(self, source: Source) -> str:
+        path = os.path.join(self.spec.work_dir or "/var/tmp", f"kvmigrate-{self._name(source)}")
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    # -- idempotency -------------------------------------------------------
+    def _current_record(self, source: Source, fingerprint: str) -> dict[str, Any] | None:
+        if self.options.output == "null" or self.options.force:
+            return None
+        try:
+            with open(self._record_path(source), encoding="utf-8") as handle:
+                record = json.load(handle)
+        except (OSError, ValueError):
+            return None
+        if (record.get("version") != RECORD_VERSION or record.get("fingerprint") != fingerprint
+                or record.get("options") != self.options.fingerprint_fields()):
+            return None
+        for disk in record.get("target", {}).get("disks", []):
+            try:
+                st = os.stat(disk["path"])
+            except OSError:
+                return None
+            if st.st_mtime_ns != disk.get("mtime_ns"):
+                return None
+        return record
+
+    # -- the run ---------------------------------------------------------------
+    def run(self) -> Result:
+        with self.clock.phase("open"):
+            source = load_source(self.spec)
+        self.result.source = source
+        fingerprint = source_fingerprint(self.spec, source)
+        record = self._current_record(source, fingerprint)
+        if record is not None:
+            self.result.target = record["target"]
+            self.result.conversion = record.get("conversion", [])
+            return self.result
+        status = StatusFile(os.path.join(self._work_dir(source), "status.json"), self._name(source))
+        status.update(phase="open", state="running")
+        try:
+            self._convert_and_copy(source, fingerprint, status)
+        except V2VError as exc:
+            if exc.phase is None:
+                exc.phase = status.data.get("phase")
+            status.update(state="failed", error=str(exc))
+            raise
+        status.update(state="check" if self.check_mode else "done", percent=100.0 if not self.check_mode else None)
+        return self.result
+
+    def _convert_and_copy(self, source: Source, fingerprint: str, status: StatusFile) -> None:
+        with open_disks(source, self.spec.work_dir) as opened:
+            writable = not self.check_mode
+            drives = [DriveSpec(path=d.overlay.path, format="qcow2", readonly=not writable, discard=writable)
+                      for d in opened]
+            appliance = Appliance(drives)
+            if appliance.decision.warning:
+                self.result.warnings.append(appliance.decision.warning)
+            with appliance as g:
+                status.phase("inspect")
+                with self.clock.phase("inspect"):
+                    inspection = inspect_guest_os(
+                        g, InspectOptions(root=self.spec.root or "single", luks_keys=list(self.spec.luks_keys)),
+                        mount_readonly=not writable, look_in_initramfs=False)
+                self.result.guest = inspection.guest
+                self.result.findings = inspection.findings
+                status.phase("preflight")
+                with self.clock.phase("preflight"):
+                    blockers = [f for f in inspection.findings if f.is_blocker]
+                    if blockers:
+                        raise PreflightError(blockers, subject=source.name)
+                guest = inspection.guest
+                assert guest is not None
+                targets = self._target_disks(source)
+                used = sum((fs.size_bytes or 0) - (fs.free_bytes or 0) for fs in guest.filesystems
+                           if fs.size_bytes is not None)
+                self.result.estimate = estimate_copy(opened, used)
+                domain_xml = self._domain_xml(source, targets, guest)
+                if self.check_mode:
+                    self.result.plan = Plan(disks=targets, estimated_bytes=self.result.estimate["estimated_bytes"],
+                                            steps=self._planned_steps(guest), domain_xml=domain_xml)
+                    self.result.changed = True
+                    return
+                status.phase("convert")
+                with self.clock.phase("convert"):
+                    report = convert_linux(g, guest, source, LinuxConvertOptions(
+                        block_driver=self.options.block_driver))
+                self.result.conversion = report.steps
+                self.result.warnings.extend(report.warnings)
+                status.phase("trim")
+                with self.clock.phase("trim"):
+                    for mountpoint in sorted(guest.mountpoints, key=len, reverse=True):
+                        try:
+                            g.fstrim(mountpoint)
+                        except RuntimeError:
+                            continue
+                    g.umount_all()
+                    g.sync()
+            status.phase("copy")
+            with self.clock.phase("copy"):
+                self._copy(opened, targets, status)
+            status.phase("output")
+            with self.clock.phase("output"):
+                self._write_outputs(source, targets, domain_xml, fingerprint)
+        self.result.changed = True
+
+    def _planned_steps(self, guest: Any) -> list[str]:
+        steps = []
+        if guest.hypervisor_tools:
+            steps.append("remove hypervisor tools: " + ", ".join(guest.hypervisor_tools))
+        steps += ["rewrite block device names for " + self.options.block_driver,
+                  "pin network interface names to their MAC addresses",
+                  "add virtio drivers to the initramfs and regenerate the boot menu",
+                  "trim filesystems, then copy allocated data as "
+                  f"{self.options.output_format} ({self.options.allocation})"]
+        return steps
+
+    def _domain_xml(self, source: Source, targets: list[TargetDisk], guest: Any) -> str:
+        domain_type = self.options.domain_type or ("kvm" if self._accel() == "kvm" else "qemu")
+        return build_domain_xml(source, targets, DomainOptions(
+            domain_type=domain_type, name=self._name(source), block_driver=self.options.block_driver,
+            networks=dict(self.options.networks), bridges=dict(self.options.bridges)), guest)
+
+    @staticmethod
+    def _accel() -> str:
+        return decide_accelerator().accel
+
+    def _copy(self, opened: list[Any], targets: list[TargetDisk], status: StatusFile) -> None:
+        if self.options.output == "null":
+            return
+        out_dir = self.options.output_dir or ""
+        try:
+            os.makedirs(out_dir, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create the output directory: {exc.strerror}", subject=out_dir) from exc
+        total = sum(t.size_bytes for t in targets) or 1
+        percents = [0.0] * len(targets)
+        lock = threading.Lock()
+
+        def copy_one(index: int) -> None:
+            target = targets[index]
+
+            def progress(percent: float) -> None:
+                with lock:
+                    percents[index] = percent
+                    done = sum(t.size_bytes * p / 100.0 for t, p in zip(targets, percents, strict=True))
+                    status.update(percent=round(100.0 * done / total, 1))
+
+            target.bytes_written = storage.copy_image(opened[index].overlay.path, target.path + ".part",
+                                                      output_format=target.format,
+                                                      allocation=self.options.allocation, progress=progress)
+
+        workers = max(1, min(self.options.parallel, len(targets)))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+            for future in [pool.submit(copy_one, i) for i in range(len(targets))]:
+                future.result()
+
+    def _write_outputs(self, source: Source, targets: list[TargetDisk], domain_xml: str, fingerprint: str) -> None:
+        target: dict[str, Any] = {"disks": [t.to_dict() for t in targets], "domain_xml": domain_xml}
+        if self.options.output == "null":
+            self.result.target = target
+            return
+        name = self._name(source)
+        out_dir = self.options.output_dir or ""
+        parts: list[tuple[str, str]] = [(t.path + ".part", t.path) for t in targets]
+        xml_path = os.path.join(out_dir, f"{name}.xml")
+        with open(xml_path + ".part", "w", encoding="utf-8") as handle:
+            handle.write(domain_xml)
+        parts.append((xml_path + ".part", xml_path))
+        target["xml_path"] = xml_path
+        if self.options.output == "qemu":
+            argv = build_qemu_command(source, targets, DomainOptions(
+                domain_type="qemu", name=name, block_driver=self.options.block_driver), self._qemu_accel_args())
+            script = os.path.join(out_dir, f"{name}.sh")
+            with open(script + ".part", "w", encoding="utf-8") as handle:
+                handle.write(render_shell_script(argv))
+            os.chmod(script + ".part", 0o755)
+            parts.append((script + ".part", script))
+            target["qemu_script"] = script
+            target["qemu_command"] = argv
+        for tmp, final in parts:
+            os.replace(tmp, final)
+        for disk in target["disks"]:
+            disk["mtime_ns"] = os.stat(disk["path"]).st_mtime_ns
+        record = {"version": RECORD_VERSION, "fingerprint": fingerprint, "written": time.time(),
+                  "options": self.options.fingerprint_fields(), "target": target,
+                  "conversion": self.result.conversion}
+        record_path = self._record_path(source)
+        with open(record_path + ".part", "w", encoding="utf-8") as handle:
+            json.dump(record, handle, indent=1)
+        os.replace(record_path + ".part", record_path)
+        self.result.target = target
+
+    @staticmethod
+    def _qemu_accel_args() -> list[str]:
+        return qemu_accel_args()
+
+
+def _remove_partials(targets: list[TargetDisk], out_dir: str | None) -> None:
+    for target in targets:
+        if target.path and os.path.exists(target.path + ".part"):
+            os.unlink(target.path + ".part")
+    if out_dir and os.path.isdir(out_dir) and not os.listdir(out_dir):
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def run_convert(spec: SourceSpec, options: ConvertOptions, *, check_mode: bool = False) -> Result:
+    """convert_guest: the whole pipeline; nothing is left behind on failure."""
+    run = ConversionRun(spec, options, check_mode=check_mode)
+    created_dir = options.output_dir is not None and not os.path.exists(options.output_dir)
+    try:
+        return run.run()
+    except BaseException:
+        source = run.result.source
+        if source is not None:
+            _remove_partials(run._target_disks(source), options.output_dir if created_dir else None)
+        raise

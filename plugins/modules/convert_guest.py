@@ -1,0 +1,212 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: kvmigrate.v2v contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: convert_guest
+short_description: Convert a foreign guest so it boots on KVM, and write it out
+description:
+  - Reads a source (disk images, OVA, VMX, libvirt XML), opens every disk through a read-only overlay
+    (the source is never written), inspects the guest, stops on any blocker, converts the guest in the
+    overlay, trims free space and copies only allocated data to the output.
+  - "Linux guest conversion: hypervisor tools removed with the guest's own package manager, virtio drivers
+    added to the initramfs of the kernel that boots, block device names rewritten for the target bus
+    (fstab, crypttab, resume, GRUB configuration and the generated boot menu, which is regenerated),
+    Xen/Hyper-V consoles changed to ttyS0, interface names pinned to the NICs' MAC addresses so static
+    network configuration keeps working, stale device caches removed, qemu-guest-agent installed
+    (offline when cached, otherwise at first boot), UEFI fallback boot path, SELinux relabel."
+  - Windows guests are not converted yet (inspection reports a blocker).
+  - Outputs are written under temporary names and moved into place at the end, with a record of the
+    source fingerprint and the options; an identical second run returns C(changed=false) without
+    starting an appliance. A failed run leaves no output files behind.
+  - Progress is written to C(status.json) in a per-guest directory under O(work_dir), readable while
+    the module runs (for example under C(async)).
+version_added: 0.1.0
+author:
+  - kvmigrate.v2v contributors
+extends_documentation_fragment:
+  - kvmigrate.v2v.source
+attributes:
+  check_mode:
+    support: full
+    description: Opens, inspects and preflights only; returns RV(plan) and writes nothing.
+  diff_mode:
+    support: none
+    description: Outputs are disk images; the plan is returned instead.
+options:
+  output:
+    description:
+      - Where the converted guest goes.
+      - V(local) writes disks and a libvirt domain XML to O(output_dir).
+      - V(qemu) writes disks and a runnable shell script with the qemu command line to O(output_dir).
+      - V(null) converts in the overlay and discards the result, proving that the guest converts.
+      - V(libvirt) is not supported yet and fails saying so.
+    type: str
+    default: local
+    choices: [local, qemu, "null", libvirt]
+  output_dir:
+    description: Directory for O(output=local) and O(output=qemu).
+    type: path
+  name:
+    description: Name of the converted guest (default the source's name).
+    type: str
+  output_format:
+    description: Format of the output disks.
+    type: str
+    default: raw
+    choices: [raw, qcow2]
+  allocation:
+    description: V(sparse) writes only allocated data; V(preallocated) allocates the whole disk.
+    type: str
+    default: sparse
+    choices: [sparse, preallocated]
+  networks:
+    description:
+      - Maps source network names (or NIC MAC addresses) to libvirt network names. A C(*) key is the fallback.
+    type: dict
+    default: {}
+  bridges:
+    description:
+      - Maps source bridge or network names (or MAC addresses) to host bridges.
+    type: dict
+    default: {}
+  block_driver:
+    description: The disk bus of the converted guest.
+    type: str
+    default: virtio-blk
+    choices: [virtio-blk, virtio-scsi]
+  parallel:
+    description: How many disks are copied at once.
+    type: int
+    default: 1
+  force:
+    description: Convert again even when the output is already up to date.
+    type: bool
+    default: false
+requirements:
+  - libguestfs with its Python bindings, qemu-img, lxml (see the collection's bindep.txt and requirements.txt)
+seealso:
+  - module: kvmigrate.v2v.inspect_guest
+"""
+
+EXAMPLES = r"""
+- name: Convert a VMware OVA to local raw disks and a libvirt XML
+  kvmigrate.v2v.convert_guest:
+    input: ova
+    path: /srv/exports/web01.ova
+    output: local
+    output_dir: /var/lib/libvirt/images/web01
+    networks:
+      "VM Network": default
+
+- name: Convert in the background and watch progress
+  kvmigrate.v2v.convert_guest:
+    input: vmx
+    path: /mnt/datastore1/db01/db01.vmx
+    output: local
+    output_dir: /var/lib/libvirt/images/db01
+    output_format: qcow2
+  async: 7200
+  poll: 0
+  register: db01_job
+
+- name: Prove a guest converts without writing anything out
+  kvmigrate.v2v.convert_guest:
+    input: disk
+    path: /var/lib/images/old.img
+    output: "null"
+"""
+
+RETURN = r"""
+source:
+  description: The source as read (see M(kvmigrate.v2v.inspect_guest)).
+  returned: always
+  type: dict
+guest:
+  description: What inspection found in the guest (see M(kvmigrate.v2v.inspect_guest)).
+  returned: when the guest was inspected in this run
+  type: dict
+findings:
+  description: Preflight findings; a blocker fails the module before anything is copied.
+  returned: when the guest was inspected in this run
+  type: list
+  elements: dict
+plan:
+  description: In check mode, what a real run would do.
+  returned: check mode
+  type: dict
+  contains:
+    disks: {description: Target disks with C(path), C(format), C(bus), C(size_bytes)., type: list, elements: dict, returned: always}
+    estimated_bytes: {description: Bytes the copy would write., type: int, returned: always}
+    steps: {description: The conversion steps planned., type: list, elements: str, returned: always}
+    domain_xml: {description: The libvirt domain XML that would be written., type: str, returned: always}
+conversion:
+  description: What was changed in the guest, one named step each.
+  returned: success
+  type: list
+  elements: str
+target:
+  description: What was written.
+  returned: success
+  type: dict
+  contains:
+    disks:
+      description: Output disks with C(path), C(format), C(bus), C(size_bytes) and C(bytes_written).
+      type: list
+      elements: dict
+      returned: always
+    domain_xml: {description: The libvirt domain XML., type: str, returned: always}
+    xml_path: {description: Where the XML was written., type: str, returned: "O(output=local) or O(output=qemu)"}
+    qemu_script: {description: The runnable script., type: str, returned: "O(output=qemu)"}
+    qemu_command: {description: The qemu command line as a list., type: list, elements: str, returned: "O(output=qemu)"}
+estimate:
+  description: Allocated and estimated bytes to copy.
+  returned: when the guest was inspected in this run
+  type: dict
+phases:
+  description: Each phase (open, inspect, preflight, convert, trim, copy, output) with its seconds.
+  returned: always
+  type: list
+  elements: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.ansible_glue import (
+    SOURCE_ARGUMENT_SPEC,
+    run_module,
+    source_spec_from_params,
+)
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.conversion import ConvertOptions, run_convert
+
+ARGUMENT_SPEC = {
+    **SOURCE_ARGUMENT_SPEC,
+    "output": {"type": "str", "default": "local", "choices": ["local", "qemu", "null", "libvirt"]},
+    "output_dir": {"type": "path"},
+    "name": {"type": "str"},
+    "output_format": {"type": "str", "default": "raw", "choices": ["raw", "qcow2"]},
+    "allocation": {"type": "str", "default": "sparse", "choices": ["sparse", "preallocated"]},
+    "networks": {"type": "dict", "default": {}},
+    "bridges": {"type": "dict", "default": {}},
+    "block_driver": {"type": "str", "default": "virtio-blk", "choices": ["virtio-blk", "virtio-scsi"]},
+    "parallel": {"type": "int", "default": 1},
+    "force": {"type": "bool", "default": False},
+}
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
+                           required_if=[("output", "local", ["output_dir"]), ("output", "qemu", ["output_dir"])])
+    p = module.params
+    options = ConvertOptions(output=p["output"], output_dir=p["output_dir"], name=p["name"],
+                             output_format=p["output_format"], allocation=p["allocation"],
+                             networks=p["networks"], bridges=p["bridges"], block_driver=p["block_driver"],
+                             parallel=p["parallel"], force=p["force"])
+    run_module(module, lambda: run_convert(source_spec_from_params(p), options, check_mode=module.check_mode))
+
+
+if __name__ == "__main__":
+    main()
