@@ -269,7 +269,8 @@ class LinuxConverter:
             self._run(["update-initramfs", "-u", "-k", kernel.version], "update-initramfs")
         elif self.g.exists("/usr/bin/dracut") or self.g.exists("/sbin/dracut") or self.g.exists("/usr/sbin/dracut"):
             self._write("/etc/dracut.conf.d/90-kvmigrate-virtio.conf",
-                        f'# Written by kvmigrate.v2v: keep virtio drivers in every initramfs\nadd_drivers+=" {drivers} "\n')
+                        "# Written by kvmigrate.v2v: keep virtio drivers in every initramfs\n"
+                        f'add_drivers+=" {drivers} "\n')
             initrd = kernel.initrd or f"/boot/initramfs-{kernel.version}.img"
             self._run(["dracut", "-f", "--add-drivers", drivers, initrd, kernel.version], "dracut")
         elif self.g.exists("/sbin/mkinitrd"):
@@ -290,13 +291,19 @@ class LinuxConverter:
                     argv = [prefix + tool] + (["-o", output] if output else [])
                     self._run(argv, tool)
                     self.report.steps.append(f"regenerated the boot menu with {tool}")
-                    # grub-mkconfig probed the appliance's disk names: map them again.
-                    name_map = devices.build_name_map(["scsi"] * len(self.source.disks), self.options.block_driver)
-                    for path in BOOT_MENU_FILES:
-                        self._edit(path, lambda t: devices.rewrite_device_names(t, name_map,
-                                                                                self.options.block_driver))
+                    self._remap_appliance_names()
                     return
         self.report.warnings.append("no grub-mkconfig in the guest: the boot menu was edited in place only")
+
+    def _remap_appliance_names(self) -> None:
+        """grub-mkconfig probed the appliance's disk names (sdX, in drive order): map them again."""
+        name_map = devices.build_name_map(["scsi"] * len(self.source.disks), self.options.block_driver)
+
+        def edit(text: str) -> tuple[str, int]:
+            return devices.rewrite_device_names(text, name_map, self.options.block_driver)
+
+        for path in BOOT_MENU_FILES:
+            self._edit(path, edit)
 
     def ensure_uefi_fallback(self) -> None:
         if self.guest.firmware != "uefi" or not self._exists("/boot/efi/EFI"):
