@@ -9,7 +9,7 @@ root=$PWD
 debs=(libguestfs-tools python3-guestfs linux-image-amd64 qemu-system-x86 qemu-utils
       nbdkit libnbd-bin python3-libnbd libvirt-daemon-system libvirt-clients python3-libvirt
       libhivex-bin python3-hivex openssh-server virt-v2v debootstrap python3-venv
-      xz-utils gzip ovmf git rsync shellcheck)
+      xz-utils gzip ovmf git rsync shellcheck libxml2-utils)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' || missing+=("$p")
