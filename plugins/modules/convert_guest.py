@@ -26,7 +26,7 @@ description:
     the module runs (for example under C(async)).
 version_added: 0.1.0
 author:
-  - kvmigrate.v2v contributors
+  - kvmigrate.v2v contributors (@kvmigrate)
 extends_documentation_fragment:
   - kvmigrate.v2v.source
 attributes:
@@ -139,10 +139,10 @@ plan:
   returned: check mode
   type: dict
   contains:
-    disks: {description: Target disks with C(path), C(format), C(bus), C(size_bytes)., type: list, elements: dict, returned: always}
-    estimated_bytes: {description: Bytes the copy would write., type: int, returned: always}
-    steps: {description: The conversion steps planned., type: list, elements: str, returned: always}
-    domain_xml: {description: The libvirt domain XML that would be written., type: str, returned: always}
+    disks: {description: "Target disks with C(path), C(format), C(bus), C(size_bytes).", type: list, elements: dict, returned: always}
+    estimated_bytes: {description: "Bytes the copy would write.", type: int, returned: always}
+    steps: {description: "The conversion steps planned.", type: list, elements: str, returned: always}
+    domain_xml: {description: "The libvirt domain XML that would be written.", type: str, returned: always}
 conversion:
   description: What was changed in the guest, one named step each.
   returned: success
@@ -158,10 +158,10 @@ target:
       type: list
       elements: dict
       returned: always
-    domain_xml: {description: The libvirt domain XML., type: str, returned: always}
-    xml_path: {description: Where the XML was written., type: str, returned: "O(output=local) or O(output=qemu)"}
-    qemu_script: {description: The runnable script., type: str, returned: "O(output=qemu)"}
-    qemu_command: {description: The qemu command line as a list., type: list, elements: str, returned: "O(output=qemu)"}
+    domain_xml: {description: "The libvirt domain XML.", type: str, returned: always}
+    xml_path: {description: "Where the XML was written.", type: str, returned: "O(output=local) or O(output=qemu)"}
+    qemu_script: {description: "The runnable script.", type: str, returned: "O(output=qemu)"}
+    qemu_command: {description: "The qemu command line as a list.", type: list, elements: str, returned: "O(output=qemu)"}
 estimate:
   description: Allocated and estimated bytes to copy.
   returned: when the guest was inspected in this run

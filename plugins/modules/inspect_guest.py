@@ -17,7 +17,7 @@ description:
     (set E(KVMIGRATE_ACCEL=kvm|tcg) to force it).
 version_added: 0.1.0
 author:
-  - kvmigrate.v2v contributors
+  - kvmigrate.v2v contributors (@kvmigrate)
 extends_documentation_fragment:
   - kvmigrate.v2v.source
 attributes:
@@ -77,17 +77,17 @@ source:
   returned: always
   type: dict
   contains:
-    name: {description: Guest name., type: str, returned: always}
+    name: {description: "Guest name.", type: str, returned: always}
     hypervisor: {description: "Source hypervisor: vmware, virtualbox, xen, kvm, unknown ...", type: str, returned: always}
-    input: {description: The input kind that read it., type: str, returned: always}
-    memory_mb: {description: Memory in MiB., type: int, returned: always}
-    vcpus: {description: Number of virtual CPUs., type: int, returned: always}
+    input: {description: "The input kind that read it.", type: str, returned: always}
+    memory_mb: {description: "Memory in MiB.", type: int, returned: always}
+    vcpus: {description: "Number of virtual CPUs.", type: int, returned: always}
     cpu:
       description: CPU vendor, model and topology (sockets, cores, threads) when the source gives them.
       type: dict
       returned: always
     firmware: {description: "V(bios), V(uefi) or V(unknown).", type: str, returned: always}
-    secure_boot: {description: Whether UEFI secure boot was enabled., type: bool, returned: always}
+    secure_boot: {description: "Whether UEFI secure boot was enabled.", type: bool, returned: always}
     disks:
       description: Disks in order, each with C(path), C(format), C(bus), C(size_bytes), C(controller),
         and C(offset)/C(length) for a disk read in place from inside a tar.
@@ -104,25 +104,25 @@ source:
       type: list
       elements: dict
       returned: always
-    display: {description: Display type when present., type: str, returned: always}
-    sound: {description: Sound device model when present., type: str, returned: always}
+    display: {description: "Display type when present.", type: str, returned: always}
+    sound: {description: "Sound device model when present.", type: str, returned: always}
 guest:
   description: What inspection found inside the guest.
   returned: when O(inspect_os=true) and an operating system was found
   type: dict
   contains:
-    root: {description: The root device of the chosen operating system., type: str, returned: always}
+    root: {description: "The root device of the chosen operating system.", type: str, returned: always}
     os_type: {description: "V(linux), V(windows) ...", type: str, returned: always}
     distro: {description: "Distribution, for example V(debian), V(rhel), V(ubuntu), V(sles).", type: str, returned: always}
-    version: {description: Major.minor version., type: str, returned: always}
-    product_name: {description: The product name the OS gives itself., type: str, returned: always}
-    arch: {description: Guest architecture., type: str, returned: always}
-    hostname: {description: The guest's configured hostname., type: str, returned: always}
+    version: {description: "Major.minor version.", type: str, returned: always}
+    product_name: {description: "The product name the OS gives itself.", type: str, returned: always}
+    arch: {description: "Guest architecture.", type: str, returned: always}
+    hostname: {description: "The guest's configured hostname.", type: str, returned: always}
     package_format: {description: "V(deb), V(rpm) ...", type: str, returned: always}
     package_manager: {description: "V(apt), V(dnf), V(zypper) ...", type: str, returned: always}
     init_system: {description: "V(systemd), V(sysvinit), V(upstart).", type: str, returned: always}
     bootloader: {description: "V(grub2), V(grub-legacy), V(extlinux), V(systemd-boot).", type: str, returned: always}
-    firmware: {description: Firmware the guest really boots with (an EFI system partition means V(uefi))., type: str, returned: always}
+    firmware: {description: "Firmware the guest really boots with (an EFI system partition means V(uefi)).", type: str, returned: always}
     kernels:
       description: Installed kernels with C(version), C(path), C(initrd), C(has_virtio_modules),
         C(virtio_in_initramfs) (null when unknown) and C(xen_pv_only).
@@ -135,9 +135,9 @@ guest:
       type: list
       elements: dict
       returned: always
-    mountpoints: {description: Mount point to device, as the guest's fstab says., type: dict, returned: always}
-    lvm: {description: Volume groups and their logical volumes., type: dict, returned: always}
-    luks: {description: LUKS-encrypted devices., type: list, elements: str, returned: always}
+    mountpoints: {description: "Mount point to device, as the guest's fstab says.", type: dict, returned: always}
+    lvm: {description: "Volume groups and their logical volumes.", type: dict, returned: always}
+    luks: {description: "LUKS-encrypted devices.", type: list, elements: str, returned: always}
     hypervisor_tools:
       description: Installed hypervisor tools as C(family:package), for example C(vmware:open-vm-tools).
       type: list
@@ -157,15 +157,15 @@ findings:
   contains:
     severity: {description: "V(blocker) or V(warning).", type: str, returned: always}
     code: {description: "A stable code, for example V(no-os), V(multiple-os), V(not-enough-space), V(no-virtio-kernel).", type: str, returned: always}
-    message: {description: What was found and what to do., type: str, returned: always}
-    subject: {description: The device or file concerned, when there is one., type: str, returned: always}
+    message: {description: "What was found and what to do.", type: str, returned: always}
+    subject: {description: "The device or file concerned, when there is one.", type: str, returned: always}
 estimate:
   description: How much data a conversion would copy.
   returned: when O(inspect_os=true)
   type: dict
   contains:
-    allocated_bytes: {description: Bytes allocated in the source images., type: int, returned: always}
-    estimated_bytes: {description: Bytes a copy will really move once free filesystem space is trimmed., type: int, returned: always}
+    allocated_bytes: {description: "Bytes allocated in the source images.", type: int, returned: always}
+    estimated_bytes: {description: "Bytes a copy will really move once free filesystem space is trimmed.", type: int, returned: always}
 phases:
   description: Each phase of the run with its duration in seconds.
   returned: always

@@ -68,7 +68,7 @@ def test_no_partial_matches() -> None:
 
 def test_idempotent() -> None:
     name_map = devices.build_name_map(["sata"], "virtio-blk")
-    once, _ = devices.rewrite_device_names(FSTAB, name_map, "virtio-blk")
+    once, _count = devices.rewrite_device_names(FSTAB, name_map, "virtio-blk")
     twice, count = devices.rewrite_device_names(once, name_map, "virtio-blk")
     assert twice == once and count == 0
 

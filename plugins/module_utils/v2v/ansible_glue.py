@@ -20,7 +20,7 @@ SOURCE_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "uri": {"type": "str"},
     "domain": {"type": "str"},
     "format": {"type": "str", "choices": list(SUPPORTED_FORMATS)},
-    "ssh_host_key": {"type": "str"},
+    "ssh_host_key": {"type": "str", "no_log": False},
     "known_hosts": {"type": "path"},
     "password": {"type": "str", "no_log": True},
     "private_key": {"type": "str", "no_log": True},

@@ -198,7 +198,8 @@ class ConversionRun:
                     if blockers:
                         raise PreflightError(blockers, subject=source.name)
                 guest = inspection.guest
-                assert guest is not None
+                if guest is None:
+                    raise PreflightError(inspection.findings, subject=source.name)
                 targets = self._target_disks(source)
                 used = sum((fs.size_bytes or 0) - (fs.free_bytes or 0) for fs in guest.filesystems
                            if fs.size_bytes is not None)

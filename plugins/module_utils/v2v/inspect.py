@@ -385,7 +385,7 @@ def inspect_guest_os(g: Any, options: InspectOptions, *, mount_readonly: bool = 
     """Inspect the launched handle: find, choose and mount the root, collect facts and findings."""
     findings: list[Finding] = []
     if options.luks_keys or any(k == "crypto_LUKS" for k in g.list_filesystems().values()):
-        _, luks_findings = open_luks(g, options.luks_keys)
+        _opened, luks_findings = open_luks(g, options.luks_keys)
         findings.extend(luks_findings)
     roots = list(g.inspect_os())
     root, root_findings = choose_root(g, roots, options.root)

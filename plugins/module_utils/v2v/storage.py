@@ -300,7 +300,8 @@ def copy_image(overlay: str, target: str, *, output_format: str, allocation: str
         argv += ["-o", "compat=1.1"]
     argv += [overlay, target]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
-    assert proc.stdout is not None and proc.stderr is not None
+    if proc.stdout is None or proc.stderr is None:
+        raise ToolError(argv, -1, "qemu-img's output could not be read", subject=overlay)
     buffer = ""
     while True:
         chunk = proc.stdout.read(64)
