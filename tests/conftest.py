@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.guests.pytest_plugin"]
+
 _TESTS = Path(__file__).parent
 _MARKER_BY_DIR = {"unit": "unit", "integration": "integration", "e2e": "e2e"}
 

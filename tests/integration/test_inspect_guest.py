@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
@@ -10,17 +9,10 @@ import pytest
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.pipeline import run_inspect
 from tests.guests import phony
+from tests.hashing import sha256
 from tests.playbook import run_tasks
 
 pytestmark = pytest.mark.integration
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def codes(result) -> dict[str, str]:

@@ -1,0 +1,73 @@
+"""convert_guest failures a user can hit: the error, its message, and nothing left behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.conversion import ConvertOptions, run_convert
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import (
+    NotSupportedError,
+    PreflightError,
+    SourceError,
+    V2VError,
+)
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec
+from tests.guests import phony
+from tests.hashing import tree_hashes
+from tests.playbook import run_tasks
+
+pytestmark = pytest.mark.integration
+
+
+def test_blank_disk_is_blocked_before_anything_is_written(tmp_path: Path) -> None:
+    guest = phony.build("blank")
+    before = tree_hashes(*guest.disks)
+    out = tmp_path / "out"
+    with pytest.raises(PreflightError) as err:
+        run_convert(SourceSpec(input="disk", path=[str(d) for d in guest.disks], work_dir=str(tmp_path / "w")),
+                    ConvertOptions(output="local", output_dir=str(out)))
+    assert "no-os" in str(err.value) and "no operating system was found" in str(err.value)
+    assert err.value.phase == "preflight"
+    assert not out.exists(), "a blocked conversion created its output directory"
+    assert tree_hashes(*guest.disks) == before
+    status = tmp_path / "w" / f"kvmigrate-{guest.disks[0].stem}" / "status.json"
+    assert '"state": "failed"' in status.read_text()
+    assert not list((tmp_path / "w").glob("kvmigrate-open-*")), "overlays left behind"
+
+
+def test_guest_without_kernel_is_blocked_through_ansible(tmp_path: Path) -> None:
+    guest = phony.build("phony-rocky9")
+    before = tree_hashes(*guest.disks)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "unrelated.txt").write_text("keep me")
+    run = run_tasks([{"name": "convert", "kvmigrate.v2v.convert_guest": {
+        "input": "disk", "path": [str(d) for d in guest.disks], "output": "local", "output_dir": str(out),
+        "work_dir": str(tmp_path / "w")}, "register": "conv"}], tmp_path)
+    conv = run.results["conv"]
+    assert conv["failed"] and conv["phase"] == "preflight"
+    assert "no-kernel" in conv["msg"] and "no installed kernel" in conv["msg"]
+    assert sorted(p.name for p in out.iterdir()) == ["unrelated.txt"]
+    assert tree_hashes(*guest.disks) == before
+
+
+def test_refused_image_names_the_file(tmp_path: Path) -> None:
+    import subprocess
+
+    evil = tmp_path / "evil.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", "/etc/passwd", str(evil), "1M"],
+                   check=True)
+    with pytest.raises(SourceError, match=r"evil\.qcow2.*backing file.*/etc/passwd"):
+        run_convert(SourceSpec(input="disk", path=[str(evil)], work_dir=str(tmp_path / "w")),
+                    ConvertOptions(output="local", output_dir=str(tmp_path / "out")))
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_options_are_checked_first(tmp_path: Path) -> None:
+    spec = SourceSpec(input="disk", path=[str(tmp_path / "x.img")])
+    with pytest.raises(NotSupportedError, match="output 'libvirt' is not supported yet"):
+        run_convert(spec, ConvertOptions(output="libvirt"))
+    with pytest.raises(V2VError, match="needs output_dir"):
+        run_convert(spec, ConvertOptions(output="local"))
