@@ -237,12 +237,27 @@ def qemu_img_info(path: str, fmt: str, *, offset: int | None = None, length: int
                                subject=path, hint="Convert it to a self-contained image first")
     base = os.path.dirname(os.path.realpath(path))
     for extent in specific.get("extents") or []:
-        name = extent.get("filename", "")
+        name = _extent_file(extent.get("filename", ""))
         real = os.path.realpath(name)
         if real != os.path.realpath(path) and os.path.commonpath([base, real]) != base:
             raise UnsafeImageError(f"the VMDK names an extent outside its own directory ({name!r})",
                                    subject=path, hint="Only extents in the same directory are read")
     return info
+
+
+def _extent_file(name: str) -> str:
+    """The file behind an extent name; a ``json:`` window names its container inside."""
+    if not name.startswith("json:"):
+        return name
+    try:
+        node = json.loads(name[len("json:"):])
+    except ValueError:
+        return name
+    while isinstance(node, dict):
+        if "filename" in node:
+            return str(node["filename"])
+        node = node.get("file")
+    return name
 
 
 @dataclass
