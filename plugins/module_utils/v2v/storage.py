@@ -31,6 +31,7 @@ from pathlib import Path
 
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import SourceError, ToolError, UnsafeImageError
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.process import run_tool
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.vmdk import read_vmdk_info
 
 SUPPORTED_FORMATS = ("raw", "qcow2", "vmdk", "vhd", "vhdx", "vdi")
 # qemu's driver names differ from the names users know for two of them.
@@ -45,8 +46,6 @@ _VHD_MAGIC = b"conectix"
 _VDI_SIGNATURE = 0xBEDA107F
 _QCOW2_EXT_DATA_FILE = 0x44415441
 _QCOW2_EXT_END = 0
-_DESCRIPTOR_MAX = 64 * 1024
-_EXTENT_RE = re.compile(r'^\s*(RW|RDONLY|NOACCESS)\s+(\d+)\s+(\S+)(?:\s+"([^"]*)")?', re.IGNORECASE)
 
 
 @dataclass
@@ -133,37 +132,21 @@ def _check_qcow2_header(path: str, offset: int) -> None:
         pos += 8 + ((ext_len + 7) & ~7)
 
 
-def _vmdk_descriptor_text(path: str, offset: int) -> str | None:
-    """The text descriptor of a VMDK: the file itself, or embedded in a sparse header."""
-    head = _read_at(path, offset, 512)
-    if head.startswith(_VMDK_SPARSE_MAGIC):
-        desc_sector, desc_sectors = struct.unpack_from("<QQ", head, 28)
-        if not desc_sector:
-            return None
-        return _read_at(path, offset + desc_sector * 512,
-                        min(desc_sectors * 512, _DESCRIPTOR_MAX)).decode("latin-1")
-    if head.startswith(_VMDK_COWD_MAGIC):
+def check_vmdk(path: str, offset: int = 0) -> list[str]:
+    """Refuse snapshot deltas and extents outside the VMDK's directory; return the extent paths."""
+    if _read_at(path, offset, 4) == _VMDK_COWD_MAGIC:
         raise UnsafeImageError("this is an ESX COWD redo log (a snapshot delta)", subject=path,
                                hint="Consolidate or delete the VM's snapshots first")
-    return _read_at(path, offset, _DESCRIPTOR_MAX).split(b"\0", 1)[0].decode("latin-1")
-
-
-def check_vmdk_descriptor(path: str, text: str) -> list[str]:
-    """Refuse parents and extents outside the VMDK's directory; return the extent paths."""
+    info = read_vmdk_info(path, offset)
+    if info is None:
+        return []
+    if info.is_delta or info.parent_hint:
+        raise UnsafeImageError(
+            f"the VMDK is a snapshot delta of {info.parent_hint or 'another disk'!r}; refusing to follow its parent",
+            subject=path, hint="Consolidate or delete the VM's snapshots first")
     base = os.path.dirname(os.path.realpath(path))
-    extents: list[str] = []
-    for raw_line in text.splitlines():
-        line = raw_line.strip()
-        key = line.split("=", 1)[0].strip().lower()
-        if key == "parentfilenamehint":
-            parent = line.split("=", 1)[1].strip().strip('"')
-            raise UnsafeImageError(
-                f"the VMDK is a snapshot delta of {parent!r}; refusing to follow its parent",
-                subject=path, hint="Consolidate or delete the VM's snapshots first")
-        match = _EXTENT_RE.match(line)
-        if not match or match.group(4) is None:
-            continue
-        name = match.group(4)
+    extents = []
+    for name in info.extents:
         target = os.path.realpath(os.path.join(base, name))
         if os.path.isabs(name) or os.path.commonpath([base, target]) != base:
             raise UnsafeImageError(
@@ -196,9 +179,7 @@ def probe_image(path: str, fmt: str | None = None, *, offset: int | None = None,
     if detected == "qcow2":
         _check_qcow2_header(path, start)
     if detected == "vmdk" or fmt == "vmdk":
-        text = _vmdk_descriptor_text(path, start)
-        if text:
-            check_vmdk_descriptor(path, text)
+        check_vmdk(path, start)
     info = qemu_img_info(path, fmt, offset=offset, length=length)
     return ImageInfo(path=path, format=fmt, virtual_size=int(info["virtual-size"]),
                      actual_size=info.get("actual-size"), offset=offset, length=length)

@@ -8,7 +8,6 @@ import pytest
 
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import NotSupportedError, SourceError
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs.vmdk import parse_descriptor, read_vmdk_info
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs.vmx import (
     decode_vmx,
     genid_from_vmx,
@@ -16,6 +15,7 @@ from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs.vmx impor
     parse_vmx,
     parse_vmx_keys,
 )
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.vmdk import parse_descriptor, read_vmdk_info
 
 pytestmark = pytest.mark.unit
 

@@ -58,7 +58,6 @@ from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs.manifest 
     check_relative_name,
     verify_manifest,
 )
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs.vmdk import read_vmdk_info
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import (
     Firmware,
     Removable,
@@ -67,6 +66,7 @@ from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import (
     SourceDisk,
     SourceNIC,
 )
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.vmdk import read_vmdk_info
 
 try:
     from lxml import etree

@@ -41,7 +41,6 @@ from dataclasses import dataclass
 
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import NotSupportedError, SourceError
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs.vmdk import read_vmdk_info
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import (
     Firmware,
     Removable,
@@ -50,6 +49,7 @@ from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import (
     SourceDisk,
     SourceNIC,
 )
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.vmdk import read_vmdk_info
 
 # key = "value"   |   key = value   (an optional trailing # comment)
 _LINE_RE = re.compile(r'^([^\s="#]+)\s*=\s*(?:"([^"]*)"|([^\s"#]*))\s*(?:#.*)?$')

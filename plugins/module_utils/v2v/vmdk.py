@@ -73,16 +73,17 @@ def parse_descriptor(text: str) -> VmdkInfo:
     return info
 
 
-def read_vmdk_info(path: str) -> VmdkInfo | None:
-    """Read the descriptor of the VMDK at ``path``; ``None`` if it has none."""
+def read_vmdk_info(path: str, offset: int = 0) -> VmdkInfo | None:
+    """Read the descriptor of the VMDK at ``path`` (starting ``offset`` bytes in); ``None`` if it has none."""
     with open(path, "rb") as handle:
+        handle.seek(offset)
         head = handle.read(SECTOR)
         if head.startswith(_SPARSE_MAGIC) and len(head) >= 56:
             # magic, version, flags, capacity, grainSize, descriptorOffset, descriptorSize
             _magic, _version, _flags, capacity, _grain, desc_off, desc_size = struct.unpack_from("<4sIIQQQQ", head)
             info = VmdkInfo()
             if desc_off and 0 < desc_size * SECTOR <= _DESCRIPTOR_MAX:
-                handle.seek(desc_off * SECTOR)
+                handle.seek(offset + desc_off * SECTOR)
                 text = handle.read(desc_size * SECTOR).split(b"\0", 1)[0].decode("utf-8", "replace")
                 info = parse_descriptor(text)
             info.size_bytes = capacity * SECTOR
