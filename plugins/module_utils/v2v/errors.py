@@ -92,5 +92,9 @@ class OutputError(V2VError):
     """Writing the target failed."""
 
 
+class LibvirtError(V2VError):
+    """libvirt could not be reached, or refused or failed an operation on a domain, pool or volume."""
+
+
 class NotSupportedError(V2VError):
     """A feature that is documented as not supported yet."""
