@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.guests.pytest_plugin"]
+pytest_plugins = ["tests.guests.pytest_plugin", "tests.libvirt_fixtures"]
 
 _TESTS = Path(__file__).parent
 _MARKER_BY_DIR = {"unit": "unit", "integration": "integration", "e2e": "e2e"}

@@ -43,7 +43,10 @@ options:
       - V(local) writes disks and a libvirt domain XML to O(output_dir).
       - V(qemu) writes disks and a runnable shell script with the qemu command line to O(output_dir).
       - V(null) converts in the overlay and discards the result, proving that the guest converts.
-      - V(libvirt) is not supported yet and fails saying so.
+      - V(libvirt) uploads the disks as volumes into the storage pool O(pool) on O(uri) (any pool type
+        libvirt supports; block pools get raw volumes) and defines the domain there, optionally starting
+        it (O(start)). The domain's serial console is logged to
+        C(/var/log/libvirt/qemu/<name>-serial.log) on that host.
     type: str
     default: local
     choices: [local, qemu, "null", libvirt]
@@ -82,6 +85,18 @@ options:
     description: How many disks are copied at once.
     type: int
     default: 1
+  uri:
+    description: The libvirt connection URI for O(output=libvirt) (local or remote).
+    type: str
+    default: qemu:///system
+  pool:
+    description: The storage pool receiving the disks for O(output=libvirt).
+    type: str
+    default: default
+  start:
+    description: Start the domain after defining it (O(output=libvirt)).
+    type: bool
+    default: false
   force:
     description: Convert again even when the output is already up to date.
     type: bool
@@ -160,6 +175,10 @@ target:
       returned: always
     domain_xml: {description: "The libvirt domain XML.", type: str, returned: always}
     xml_path: {description: "Where the XML was written.", type: str, returned: "O(output=local) or O(output=qemu)"}
+    uri: {description: "The libvirt URI.", type: str, returned: "O(output=libvirt)"}
+    pool: {description: "The storage pool.", type: str, returned: "O(output=libvirt)"}
+    volumes: {description: "The volumes written, each with C(pool), C(name), C(path), C(format), C(capacity).", type: list, elements: dict, returned: "O(output=libvirt)"}
+    domain: {description: "The defined domain with C(name), C(uuid), C(state), C(autostart).", type: dict, returned: "O(output=libvirt)"}
     qemu_script: {description: "The runnable script.", type: str, returned: "O(output=qemu)"}
     qemu_command: {description: "The qemu command line as a list.", type: list, elements: str, returned: "O(output=qemu)"}
 estimate:
@@ -193,6 +212,9 @@ ARGUMENT_SPEC = {
     "bridges": {"type": "dict", "default": {}},
     "block_driver": {"type": "str", "default": "virtio-blk", "choices": ["virtio-blk", "virtio-scsi"]},
     "parallel": {"type": "int", "default": 1},
+    "uri": {"type": "str", "default": "qemu:///system"},
+    "pool": {"type": "str", "default": "default"},
+    "start": {"type": "bool", "default": False},
     "force": {"type": "bool", "default": False},
 }
 
@@ -204,7 +226,8 @@ def main() -> None:
     options = ConvertOptions(output=p["output"], output_dir=p["output_dir"], name=p["name"],
                              output_format=p["output_format"], allocation=p["allocation"],
                              networks=p["networks"], bridges=p["bridges"], block_driver=p["block_driver"],
-                             parallel=p["parallel"], force=p["force"])
+                             parallel=p["parallel"], force=p["force"], uri=p["uri"], pool=p["pool"],
+                             start=p["start"])
     run_module(module, lambda: run_convert(source_spec_from_params(p), options, check_mode=module.check_mode))
 
 

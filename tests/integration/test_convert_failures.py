@@ -8,7 +8,6 @@ import pytest
 
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.conversion import ConvertOptions, run_convert
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import (
-    NotSupportedError,
     PreflightError,
     SourceError,
     V2VError,
@@ -67,7 +66,15 @@ def test_refused_image_names_the_file(tmp_path: Path) -> None:
 
 def test_output_options_are_checked_first(tmp_path: Path) -> None:
     spec = SourceSpec(input="disk", path=[str(tmp_path / "x.img")])
-    with pytest.raises(NotSupportedError, match="output 'libvirt' is not supported yet"):
-        run_convert(spec, ConvertOptions(output="libvirt"))
     with pytest.raises(V2VError, match="needs output_dir"):
         run_convert(spec, ConvertOptions(output="local"))
+    with pytest.raises(V2VError, match="unknown output 'vsphere'"):
+        run_convert(spec, ConvertOptions(output="vsphere"))
+
+
+def test_missing_pool_fails_before_the_appliance(libvirtd, tmp_path: Path) -> None:
+    guest = phony.build("phony-debian12")
+    with pytest.raises(V2VError, match="no-such-pool"):
+        run_convert(SourceSpec(input="disk", path=[str(guest.disks[0])], work_dir=str(tmp_path / "w")),
+                    ConvertOptions(output="libvirt", uri=libvirtd.uri, pool="no-such-pool"))
+    assert not list((tmp_path / "w").glob("kvmigrate-open-*"))

@@ -36,7 +36,6 @@ from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.convert.linux im
 )
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.domain_xml import DomainOptions, build_domain_xml
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import (
-    NotSupportedError,
     OutputError,
     PreflightError,
     V2VError,
@@ -44,11 +43,18 @@ from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import (
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec, load_source
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inspect import InspectOptions, inspect_guest_os
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import Plan, Result, Source, TargetDisk
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.outputs.libvirt import (
+    LibvirtOutputOptions,
+    LibvirtOutputPlan,
+    plan_libvirt_output,
+    write_libvirt_output,
+)
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.outputs.qemu_cmd import (
     build_qemu_command,
     render_shell_script,
 )
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.pipeline import (
+    DEFAULT_WORK_DIR,
     PhaseClock,
     estimate_copy,
     open_disks,
@@ -72,6 +78,9 @@ class ConvertOptions:
     parallel: int = 1
     force: bool = False
     domain_type: str | None = None
+    uri: str = "qemu:///system"
+    pool: str = "default"
+    start: bool = False
 
     def fingerprint_fields(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k not in ("force", "parallel")}
@@ -97,9 +106,6 @@ class ConversionRun:
     def __init__(self, spec: SourceSpec, options: ConvertOptions, *, check_mode: bool = False) -> None:
         if options.output not in OUTPUTS:
             raise V2VError(f"unknown output {options.output!r}", hint=f"Use one of: {', '.join(OUTPUTS)}")
-        if options.output == "libvirt":
-            raise NotSupportedError("output 'libvirt' is not supported yet; use output: local and "
-                                    "define the domain from the written XML")
         if options.output in ("local", "qemu") and not options.output_dir:
             raise V2VError(f"output {options.output!r} needs output_dir")
         self.spec = spec
@@ -107,6 +113,7 @@ class ConversionRun:
         self.check_mode = check_mode
         self.clock = PhaseClock()
         self.result = Result(changed=False, phases=self.clock.phases)
+        self.libvirt_plan: LibvirtOutputPlan | None = None
 
     # -- where things go -------------------------------------------------
     def _name(self, source: Source) -> str:
@@ -116,11 +123,14 @@ class ConversionRun:
         name = self._name(source)
         bus = "scsi" if self.options.block_driver == "virtio-scsi" else "virtio"
         out_dir = self.options.output_dir or ""
+        if self.options.output == "libvirt":
+            out_dir = os.path.join(self.spec.work_dir or DEFAULT_WORK_DIR, f"kvmigrate-{name}")
+        fmt = self.libvirt_plan.disk_format if self.libvirt_plan else self.options.output_format
         disks = []
         for index, disk in enumerate(source.disks):
             dev = target_disk_name(index, self.options.block_driver)
-            path = os.path.join(out_dir, f"{name}-{dev}.{self.options.output_format}") if out_dir else ""
-            disks.append(TargetDisk(path=path, format=self.options.output_format, bus=bus,
+            path = os.path.join(out_dir, f"{name}-{dev}.{fmt}") if out_dir else ""
+            disks.append(TargetDisk(path=path, format=fmt, bus=bus,
                                     size_bytes=disk.size_bytes or 0))
         return disks
 
@@ -133,8 +143,12 @@ class ConversionRun:
         return path
 
     # -- idempotency -------------------------------------------------------
+    def _libvirt_options(self) -> LibvirtOutputOptions:
+        return LibvirtOutputOptions(uri=self.options.uri, pool=self.options.pool, start=self.options.start,
+                                    force=self.options.force)
+
     def _current_record(self, source: Source, fingerprint: str) -> dict[str, Any] | None:
-        if self.options.output == "null" or self.options.force:
+        if self.options.output in ("null", "libvirt") or self.options.force:
             return None
         try:
             with open(self._record_path(source), encoding="utf-8") as handle:
@@ -159,6 +173,15 @@ class ConversionRun:
             source = load_source(self.spec)
         self.result.source = source
         fingerprint = source_fingerprint(self.spec, source)
+        if self.options.output == "libvirt":
+            fingerprint = hashlib.sha256(json.dumps([fingerprint, self.options.fingerprint_fields()],
+                                                    sort_keys=True).encode()).hexdigest()
+            self.libvirt_plan = plan_libvirt_output(
+                self._libvirt_options(), self._name(source), self._target_disks(source), fingerprint,
+                output_format=self.options.output_format)
+            if self.libvirt_plan.current is not None:
+                self.result.target = self.libvirt_plan.current.to_dict()
+                return self.result
         record = self._current_record(source, fingerprint)
         if record is not None:
             self.result.target = record["target"]
@@ -206,8 +229,9 @@ class ConversionRun:
                 self.result.estimate = estimate_copy(opened, used)
                 domain_xml = self._domain_xml(source, targets, guest)
                 if self.check_mode:
+                    steps = self._planned_steps(guest) + (self.libvirt_plan.steps if self.libvirt_plan else [])
                     self.result.plan = Plan(disks=targets, estimated_bytes=self.result.estimate["estimated_bytes"],
-                                            steps=self._planned_steps(guest), domain_xml=domain_xml)
+                                            steps=steps, domain_xml=domain_xml)
                     self.result.changed = True
                     return
                 status.phase("convert")
@@ -246,9 +270,15 @@ class ConversionRun:
 
     def _domain_xml(self, source: Source, targets: list[TargetDisk], guest: Any) -> str:
         domain_type = self.options.domain_type or ("kvm" if self._accel() == "kvm" else "qemu")
+        serial_log = None
+        if self.libvirt_plan is not None:
+            domain_type = self.libvirt_plan.domain_type
+            # The guest's console history, where libvirt keeps its own logs.
+            serial_log = f"/var/log/libvirt/qemu/{self._name(source)}-serial.log"
         return build_domain_xml(source, targets, DomainOptions(
             domain_type=domain_type, name=self._name(source), block_driver=self.options.block_driver,
-            networks=dict(self.options.networks), bridges=dict(self.options.bridges)), guest)
+            networks=dict(self.options.networks), bridges=dict(self.options.bridges),
+            serial_log=serial_log), guest)
 
     @staticmethod
     def _accel() -> str:
@@ -289,6 +319,9 @@ class ConversionRun:
         if self.options.output == "null":
             self.result.target = target
             return
+        if self.options.output == "libvirt":
+            self._write_libvirt(source, targets, domain_xml, fingerprint)
+            return
         name = self._name(source)
         out_dir = self.options.output_dir or ""
         parts: list[tuple[str, str]] = [(t.path + ".part", t.path) for t in targets]
@@ -319,6 +352,18 @@ class ConversionRun:
             json.dump(record, handle, indent=1)
         os.replace(record_path + ".part", record_path)
         self.result.target = target
+
+    def _write_libvirt(self, source: Source, targets: list[TargetDisk], domain_xml: str, fingerprint: str) -> None:
+        local = [TargetDisk(path=t.path + ".part", format=t.format, bus=t.bus, size_bytes=t.size_bytes,
+                            bytes_written=t.bytes_written) for t in targets]
+        try:
+            written = write_libvirt_output(self._libvirt_options(), self._name(source), local, domain_xml,
+                                           fingerprint)
+        finally:
+            for disk in local:
+                if os.path.exists(disk.path):
+                    os.unlink(disk.path)
+        self.result.target = written.to_dict()
 
     @staticmethod
     def _qemu_accel_args() -> list[str]:
