@@ -163,6 +163,8 @@ def start_libvirtd(timeout: float = START_TIMEOUT) -> PrivateLibvirtd:
     os.chmod(base, 0o755)
     for sub in ("run", "lib", "log"):
         (base / sub).mkdir()
+    # as the libvirt package ships it: where domains' logs (and serial logs) go
+    (base / "log" / "qemu").mkdir()
     # libvirt's probe of qemu's capabilities takes seconds; it revalidates a cached copy itself
     if CAPS_CACHE.is_dir():
         shutil.copytree(CAPS_CACHE, base / "cache", symlinks=True)

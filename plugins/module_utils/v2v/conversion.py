@@ -287,7 +287,7 @@ class ConversionRun:
     def _copy(self, opened: list[Any], targets: list[TargetDisk], status: StatusFile) -> None:
         if self.options.output == "null":
             return
-        out_dir = self.options.output_dir or ""
+        out_dir = os.path.dirname(targets[0].path)
         try:
             os.makedirs(out_dir, exist_ok=True)
         except OSError as exc:
