@@ -3,6 +3,7 @@ started as a domain, its marker read from the domain's serial log, shut down, an
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -31,6 +32,19 @@ def wait_for_marker(log: Path, timeout: float = 400) -> str:
 
 
 @pytest.fixture
+def isolated_bridge():
+    """A host bridge with no uplink: the guest's NIC attaches to it and reaches nothing."""
+    name = "kvtbr-e2e"
+    subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)
+    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True, capture_output=True)
+    subprocess.run(["ip", "link", "set", name, "up"], check=True, capture_output=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)
+
+
+@pytest.fixture
 def big_disk_pool(libvirtd, tmp_path: Path):
     """A disk pool on a loop device large enough for the guest (sparse backing file)."""
     loop = attach_loop(tmp_path / "disk-pool.img", 4 << 30)
@@ -43,14 +57,15 @@ def big_disk_pool(libvirtd, tmp_path: Path):
 
 
 @pytest.mark.parametrize("pool_kind", ["dir", "disk"])
-def test_convert_into_pool_boot_shutdown_remove(pool_kind: str, vmware_guest, libvirtd, dir_pool, request,
-                                                tmp_path: Path) -> None:
+def test_convert_into_pool_boot_shutdown_remove(pool_kind: str, vmware_guest, libvirtd, dir_pool, isolated_bridge,
+                                                request, tmp_path: Path) -> None:
     pool = dir_pool.name if pool_kind == "dir" else request.getfixturevalue("big_disk_pool")
     name = f"deb12-{pool_kind}"
     sources = tree_hashes(vmware_guest.ova)
     convert = {"kvmigrate.v2v.convert_guest": {
         "input": "ova", "path": str(vmware_guest.ova), "output": "libvirt", "uri": libvirtd.uri, "pool": pool,
-        "name": name, "start": True, "work_dir": str(tmp_path / "work")}}
+        "name": name, "start": True, "work_dir": str(tmp_path / "work"),
+        "bridges": {"VM Network": isolated_bridge}}}
     run = run_tasks([{"name": "convert", **convert, "register": "conv"}], tmp_path)
     conv = run.results["conv"]
     assert run.rc == 0 and not conv.get("failed"), conv.get("msg", run.output)
