@@ -86,6 +86,10 @@ class PrivateLibvirtd:
     def domains(self) -> list[str]:
         return [n for n in self.virsh("list", "--all", "--name").stdout.split() if n]
 
+    def volumes(self, pool: str) -> list[str]:
+        self.virsh("pool-refresh", pool)
+        return [line.split()[0] for line in self.virsh("vol-list", pool).stdout.splitlines() if line.strip()]
+
     def stop(self) -> None:
         if self.stopped:
             return

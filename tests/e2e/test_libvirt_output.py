@@ -78,7 +78,7 @@ def test_convert_into_pool_boot_shutdown_remove(pool_kind: str, vmware_guest, li
     nic = marker.nic(vmware_guest.nic)
     assert nic is not None and vmware_guest.address in nic.addresses
     volumes = [v["name"] for v in conv["target"]["volumes"]]
-    assert set(volumes) <= set(libvirtd.virsh("vol-list", pool, "--name").stdout.split())
+    assert set(volumes) <= set(libvirtd.volumes(pool))
 
     again = run_tasks([{"name": "convert again", **convert, "register": "conv2"}], tmp_path)
     assert again.results["conv2"]["changed"] is False, again.output
@@ -95,5 +95,5 @@ def test_convert_into_pool_boot_shutdown_remove(pool_kind: str, vmware_guest, li
     assert down["domain"]["state"] == "shutoff"
     assert not gone.get("failed"), gone.get("msg")
     assert name not in libvirtd.domains()
-    assert not set(volumes) & set(libvirtd.virsh("vol-list", pool, "--name").stdout.split())
+    assert not set(volumes) & set(libvirtd.volumes(pool))
     assert tree_hashes(vmware_guest.ova) == sources

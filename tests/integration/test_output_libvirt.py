@@ -71,8 +71,7 @@ def partitions(device: str) -> list[str]:
 
 
 def pool_volumes(libvirtd: PrivateLibvirtd, pool: str) -> list[str]:
-    libvirtd.virsh("pool-refresh", pool)
-    return [line.split()[0] for line in libvirtd.virsh("vol-list", pool).stdout.splitlines() if line.strip()]
+    return libvirtd.volumes(pool)
 
 
 # --- uploads ---------------------------------------------------------------------------------------
