@@ -6,6 +6,8 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 PYTEST_ARGS ?=
+# Two workers: the machine has two cores and each TCG guest or appliance keeps one busy.
+PYTEST_WORKERS ?= 2
 
 .PHONY: setup demo test test-unit test-integration test-e2e lint bench guests clean
 
@@ -16,7 +18,7 @@ demo: setup
 	ansible-playbook playbooks/demo.yml
 
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist load $(PYTEST_ARGS)
 
 test-unit: setup
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)

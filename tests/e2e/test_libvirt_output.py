@@ -3,6 +3,7 @@ started as a domain, its marker read from the domain's serial log, shut down, an
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ def wait_for_marker(log: Path, timeout: float = 400) -> str:
 @pytest.fixture
 def isolated_bridge():
     """A host bridge with no uplink: the guest's NIC attaches to it and reaches nothing."""
-    name = "kvtbr-e2e"
+    name = f"kvtbr{os.getpid() % 100000}"
     subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)
     subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True, capture_output=True)
     subprocess.run(["ip", "link", "set", name, "up"], check=True, capture_output=True)

@@ -1,4 +1,4 @@
-"""python -m tests.guests list | build NAME... | build-all | boot NAME | prune
+"""python -m tests.guests list | build NAME... | build-all | boot NAME | boot-image IMAGE... | prune
 
 Builds go to the cache (``KVMIGRATE_GUEST_CACHE`` or ``~/.cache/kvmigrate/guests``);
 progress is logged on stderr, results (paths) are printed on stdout.
@@ -86,6 +86,14 @@ def cmd_boot(args: argparse.Namespace) -> int:
     return 0 if result.booted else 1
 
 
+def cmd_boot_image(args: argparse.Namespace) -> int:
+    result = boot_mod.boot(args.images, args.format, disk_bus=args.bus, nic_model=args.nic, mac=args.mac,
+                           firmware=args.firmware, timeout=args.timeout)
+    print(json.dumps({"booted": result.booted, "reason": result.reason, "seconds": round(result.seconds, 1),
+                      "markers": result.markers, "log": str(result.log_path)}, indent=2))
+    return 0 if result.booted else 1
+
+
 def cmd_prune(_args: argparse.Namespace) -> int:
     keep = {rootfs.recipe().dirname} | {_recipe(n).dirname for n in ALL_NAMES}
     for path in prune(keep):
@@ -110,6 +118,15 @@ def main(argv: list[str] | None = None) -> int:
     p_boot.add_argument("--firmware", default="bios", choices=("bios", "uefi"))
     p_boot.add_argument("--timeout", type=float, default=300)
     p_boot.set_defaults(func=cmd_boot)
+    p_image = sub.add_parser("boot-image", help="boot disk images (e.g. a converted guest) through overlays")
+    p_image.add_argument("images", nargs="+", metavar="IMAGE")
+    p_image.add_argument("--format", default="raw", choices=("raw", "qcow2"))
+    p_image.add_argument("--bus", default="virtio-blk", choices=boot_mod.DISK_BUSES)
+    p_image.add_argument("--nic", default="virtio", choices=tuple(boot_mod.NIC_MODELS))
+    p_image.add_argument("--mac", default=None)
+    p_image.add_argument("--firmware", default="bios", choices=("bios", "uefi"))
+    p_image.add_argument("--timeout", type=float, default=300)
+    p_image.set_defaults(func=cmd_boot_image)
     sub.add_parser("prune", help="delete cached guests that no current recipe produces").set_defaults(
         func=cmd_prune)
     args = parser.parse_args(argv)
