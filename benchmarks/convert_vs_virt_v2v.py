@@ -39,8 +39,8 @@ def main() -> None:
             run_convert(SourceSpec(input="disk", path=[str(guest.raw)], format="raw", work_dir=tmp),
                         ConvertOptions(output="local", output_dir=str(ours_dir), name="ours"))
 
-        ref_seconds, _ = timed(reference)
-        our_seconds, _ = timed(ours)
+        ref_seconds, _ref = timed(reference)
+        our_seconds, _ours = timed(ours)
         ref_disks = sorted(ref_dir.glob("ref-sd*"))
         our_disks = sorted(ours_dir.glob("ours-vd*"))
         ref_boot = boot.boot(ref_disks, "raw", disk_bus="virtio-blk", nic_model="virtio", mac=guest.mac,

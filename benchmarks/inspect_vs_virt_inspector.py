@@ -29,8 +29,8 @@ def main() -> None:
             run_inspect(SourceSpec(input="disk", path=[disk], format="raw", work_dir=work))
 
     reference()  # warm the appliance cache
-    ref_seconds, _ = timed(reference)
-    our_seconds, _ = timed(ours)
+    ref_seconds, _ref = timed(reference)
+    our_seconds, _ours = timed(ours)
     report("inspect_vs_virt_inspector", {
         "disk": disk,
         "virt-inspector seconds": round(ref_seconds, 2),

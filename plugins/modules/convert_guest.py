@@ -177,7 +177,11 @@ target:
     xml_path: {description: "Where the XML was written.", type: str, returned: "O(output=local) or O(output=qemu)"}
     uri: {description: "The libvirt URI.", type: str, returned: "O(output=libvirt)"}
     pool: {description: "The storage pool.", type: str, returned: "O(output=libvirt)"}
-    volumes: {description: "The volumes written, each with C(pool), C(name), C(path), C(format), C(capacity).", type: list, elements: dict, returned: "O(output=libvirt)"}
+    volumes:
+      description: "The volumes written, each with C(pool), C(name), C(path), C(format), C(capacity)."
+      type: list
+      elements: dict
+      returned: "O(output=libvirt)"
     domain: {description: "The defined domain with C(name), C(uuid), C(state), C(autostart).", type: dict, returned: "O(output=libvirt)"}
     qemu_script: {description: "The runnable script.", type: str, returned: "O(output=qemu)"}
     qemu_command: {description: "The qemu command line as a list.", type: list, elements: str, returned: "O(output=qemu)"}

@@ -51,8 +51,8 @@ def test_ova_through_ansible_idempotent_and_boots(vmware_guest, tmp_path: Path) 
     assert disk["bytes_written"] < vmware_guest.virtual_size
     assert any("open-vm-tools" in step for step in real1["conversion"])
     assert any(f"{vmware_guest.nic}={vmware_guest.mac.lower()}" in step for step in real1["conversion"])
-    assert [p["name"] for p in real1["phases"]] == ["open", "inspect", "preflight", "convert", "trim", "copy",
-                                                   "output"]
+    phases = ["open", "inspect", "preflight", "convert", "trim", "copy", "output"]
+    assert [p["name"] for p in real1["phases"]] == phases
     assert Path(real1["target"]["xml_path"]).read_text() == real1["target"]["domain_xml"]
     status = tmp_path / "work" / f"kvmigrate-{vmware_guest.name}" / "status.json"
     assert '"state": "done"' in status.read_text()

@@ -126,7 +126,7 @@ def _find_failure(lines: Sequence[str]) -> tuple[str, str] | None:
 def _failure_lines(lines: Sequence[str]) -> list[str]:
     seen: list[str] = []
     for line in lines:
-        if any(p.search(line) for p, _ in FAILURE_SIGNS) and line.strip() not in seen:
+        if any(p.search(line) for p, _why in FAILURE_SIGNS) and line.strip() not in seen:
             seen.append(line.strip())
     return seen
 

@@ -156,7 +156,7 @@ def test_two_concurrent_builds_of_one_key_build_once(private_cache: Path) -> Non
     def worker() -> None:
         results.append(cache.ensure_built(recipe, build)[0])
 
-    threads = [threading.Thread(target=worker) for _ in range(2)]
+    threads = [threading.Thread(target=worker) for _worker in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
