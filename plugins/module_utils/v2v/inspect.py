@@ -80,11 +80,10 @@ def _warning(code: str, message: str, subject: str | None = None) -> Finding:
     return Finding(severity=Severity.WARNING, code=code, message=message, subject=subject)
 
 
-def open_luks(g: Any, keys: list[str]) -> tuple[list[str], list[Finding]]:
+def open_luks(g: Any, keys: list[str], fs: dict[str, str]) -> tuple[list[str], list[Finding]]:
     """Open every LUKS device with one of the keys; report those left closed."""
     findings: list[Finding] = []
     opened: list[str] = []
-    fs = g.list_filesystems()
     luks_devices = [dev for dev, kind in fs.items() if kind == "crypto_LUKS"]
     for index, device in enumerate(luks_devices):
         for key in keys:
@@ -282,10 +281,10 @@ def guest_network(g: Any) -> list[GuestNetConfig]:
     return configs
 
 
-def _filesystems(g: Any, mountpoints: dict[str, str]) -> list[GuestFilesystem]:
+def _filesystems(g: Any, mountpoints: dict[str, str], fs_types: dict[str, str]) -> list[GuestFilesystem]:
     by_device = {g.canonical_device_name(dev): mp for mp, dev in mountpoints.items()}
     result = []
-    for device, kind in sorted(g.list_filesystems().items()):
+    for device, kind in sorted(fs_types.items()):
         fs = GuestFilesystem(device=device, type=kind or None,
                              mountpoint=by_device.get(g.canonical_device_name(device)))
         if kind not in ("", "unknown", "swap", "crypto_LUKS", "LVM2_member"):
@@ -356,9 +355,9 @@ def preflight(guest: GuestInfo) -> list[Finding]:
     return findings
 
 
-def _filesystem_state_findings(g: Any) -> list[Finding]:
+def _filesystem_state_findings(g: Any, fs_types: dict[str, str]) -> list[Finding]:
     findings: list[Finding] = []
-    for device, kind in g.list_filesystems().items():
+    for device, kind in fs_types.items():
         if kind in ("ext2", "ext3", "ext4"):
             try:
                 state = g.tune2fs_l(device).get("Filesystem state", "clean")
@@ -384,9 +383,16 @@ def inspect_guest_os(g: Any, options: InspectOptions, *, mount_readonly: bool = 
                      look_in_initramfs: bool = True) -> Inspection:
     """Inspect the launched handle: find, choose and mount the root, collect facts and findings."""
     findings: list[Finding] = []
-    if options.luks_keys or any(k == "crypto_LUKS" for k in g.list_filesystems().values()):
-        _opened, luks_findings = open_luks(g, options.luks_keys)
+    # Listing filesystems probes every device: slow under TCG, so once (again after LUKS opens).
+    fs_types: dict[str, str] = g.list_filesystems()
+    if any(k == "crypto_LUKS" for k in fs_types.values()):
+        opened, luks_findings = open_luks(g, options.luks_keys, fs_types)
         findings.extend(luks_findings)
+        luks_devices = [dev for dev, kind in fs_types.items() if kind == "crypto_LUKS"]
+        if opened:
+            fs_types = g.list_filesystems()
+    else:
+        luks_devices = []
     roots = list(g.inspect_os())
     root, root_findings = choose_root(g, roots, options.root)
     findings.extend(root_findings)
@@ -408,11 +414,11 @@ def inspect_guest_os(g: Any, options: InspectOptions, *, mount_readonly: bool = 
     for attr in ("distro", "arch", "hostname", "package_format", "package_manager", "product_name"):
         if getattr(guest, attr) == "unknown":
             setattr(guest, attr, None)
-    findings.extend(_filesystem_state_findings(g))
+    findings.extend(_filesystem_state_findings(g, fs_types))
     guest.mountpoints = mount_guest(g, root, readonly=mount_readonly)
-    guest.filesystems = _filesystems(g, guest.mountpoints)
+    guest.filesystems = _filesystems(g, guest.mountpoints, fs_types)
     guest.lvm = _lvm(g)
-    guest.luks = [dev for dev, kind in g.list_filesystems().items() if kind == "crypto_LUKS"]
+    guest.luks = luks_devices
     guest.firmware = _firmware_in_use(g, guest.mountpoints)
     if guest.os_type == "linux":
         guest.kernels = find_kernels(g, look_in_initramfs=look_in_initramfs)
