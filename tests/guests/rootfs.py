@@ -24,8 +24,10 @@ MIRROR_ENV = "KVMIGRATE_DEBIAN_MIRROR"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 SUITE = "bookworm"
 VARIANT = "minbase"
+# dbus lets systemd-logind run, which powers the guest off on an ACPI power-button press, as on any
+# real install: define_domain's state: shutdown relies on it.
 PACKAGES = ("linux-image-amd64", "grub-pc", "systemd-sysv", "udev", "ifupdown", "iproute2", "open-vm-tools",
-            "initramfs-tools", "kmod", "e2fsprogs", "lvm2", "zstd", "util-linux")
+            "initramfs-tools", "kmod", "e2fsprogs", "lvm2", "zstd", "util-linux", "dbus")
 # Kernel module directories no VMware server guest needs (relative to kernel/).
 PRUNED_MODULE_DIRS = ("sound", "drivers/media", "drivers/infiniband", "drivers/staging", "drivers/iio",
                       "drivers/comedi", "drivers/net/wireless", "drivers/bluetooth", "net/bluetooth",
