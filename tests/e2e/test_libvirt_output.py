@@ -93,7 +93,8 @@ def test_convert_into_pool_boot_shutdown_remove(pool_kind: str, vmware_guest, li
     ], tmp_path)
     down, gone = lifecycle.results["down"], lifecycle.results["gone"]
     assert not down.get("failed"), down.get("msg")
-    assert down["domain"]["state"] == "shutoff"
+    assert down["domain"]["state"] == "shutdown"
+    assert libvirtd.virsh("domstate", name).stdout.strip() == "shut off"
     assert not gone.get("failed"), gone.get("msg")
     assert name not in libvirtd.domains()
     assert not set(volumes) & set(libvirtd.volumes(pool))
