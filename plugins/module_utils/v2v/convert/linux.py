@@ -296,8 +296,23 @@ class LinuxConverter:
         self.report.warnings.append("no grub-mkconfig in the guest: the boot menu was edited in place only")
 
     def _remap_appliance_names(self) -> None:
-        """grub-mkconfig probed the appliance's disk names (sdX, in drive order): map them again."""
+        """grub-mkconfig probed the appliance kernel's disk names: map them to the target names.
+
+        The appliance's kernel names disks in probe order, which is not always
+        the order libguestfs added them. So for every mounted partition, ask
+        grub-probe (as grub-mkconfig did) which kernel name it has, and map
+        that disk to the target name of the drive libguestfs knows it as.
+        """
         name_map = devices.build_name_map(["scsi"] * len(self.source.disks), self.options.block_driver)
+        for mountpoint, device in self.guest.mountpoints.items():
+            try:
+                index = self.g.device_index(self.g.part_to_dev(device))
+                probed = self.g.command(["grub-probe", "--target=device", mountpoint]).strip()
+            except RuntimeError:
+                continue
+            match = re.fullmatch(r"/dev/((?:sd|vd|hd)[a-z]+)\d*", probed)
+            if match:
+                name_map[match.group(1)] = devices.target_disk_name(index, self.options.block_driver)
 
         def edit(text: str) -> tuple[str, int]:
             return devices.rewrite_device_names(text, name_map, self.options.block_driver)
