@@ -84,17 +84,19 @@ def test_convert_into_pool_boot_shutdown_remove(pool_kind: str, vmware_guest, li
     again = run_tasks([{"name": "convert again", **convert, "register": "conv2"}], tmp_path)
     assert again.results["conv2"]["changed"] is False, again.output
 
-    lifecycle = run_tasks([
+    stopped = run_tasks([
         {"name": "shutdown", "kvmigrate.v2v.define_domain": {"uri": libvirtd.uri, "name": name,
                                                              "state": "shutdown", "wait_timeout": 240},
-         "register": "down"},
-        {"name": "remove", "kvmigrate.v2v.define_domain": {"uri": libvirtd.uri, "name": name, "state": "absent",
-                                                           "remove_storage": True}, "register": "gone"},
-    ], tmp_path)
-    down, gone = lifecycle.results["down"], lifecycle.results["gone"]
+         "register": "down"}], tmp_path)
+    down = stopped.results["down"]
     assert not down.get("failed"), down.get("msg")
     assert down["domain"]["state"] == "shutdown"
     assert libvirtd.virsh("domstate", name).stdout.strip() == "shut off"
+
+    removed = run_tasks([
+        {"name": "remove", "kvmigrate.v2v.define_domain": {"uri": libvirtd.uri, "name": name, "state": "absent",
+                                                           "remove_storage": True}, "register": "gone"}], tmp_path)
+    gone = removed.results["gone"]
     assert not gone.get("failed"), gone.get("msg")
     assert name not in libvirtd.domains()
     assert not set(volumes) & set(libvirtd.volumes(pool))
