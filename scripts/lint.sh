@@ -10,8 +10,10 @@ ruff check .
 # ansible-test must run from inside an ansible_collections/<ns>/<name> tree;
 # lint a copy of exactly the files git would ship (tracked + new, not ignored).
 echo "== ansible-test sanity"
-tree=.build/lint/ansible_collections/kvmigrate/v2v
-rm -rf .build/lint
+# LINT_BUILD lets parallel lint runs use separate copies.
+build=${LINT_BUILD:-.build/lint}
+tree=$build/ansible_collections/kvmigrate/v2v
+rm -rf "$build"
 mkdir -p "$tree"
 git ls-files -z --cached --others --exclude-standard | rsync -a --from0 --files-from=- ./ "$tree/"
 ( cd "$tree" && git init -q && git add -A && \
