@@ -29,11 +29,10 @@ Choices that are not options:
 from __future__ import annotations
 
 import re
-import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import OutputError, V2VError
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import OutputError
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import (
     GuestInfo,
     Serializable,
@@ -41,14 +40,7 @@ from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import (
     SourceNIC,
     TargetDisk,
 )
-
-try:
-    from lxml import etree
-except ImportError:
-    etree = None
-    LXML_IMPORT_ERROR: str | None = traceback.format_exc()
-else:
-    LXML_IMPORT_ERROR = None
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.xmlsupport import etree, require_lxml
 
 # lxml's element type (its class is private to lxml).
 Element = Any
@@ -509,8 +501,7 @@ def _graphics(devices: Element, options: DomainOptions, guest: GuestInfo | None)
 def build_domain(source: Source, disks: list[TargetDisk], options: DomainOptions,
                  guest: GuestInfo | None = None) -> Element:
     """The ``<domain>`` element; see :func:`build_domain_xml`."""
-    if etree is None:
-        raise V2VError("the Python library lxml is not installed", hint="Install python3-lxml on the conversion host")
+    require_lxml()
     options.validate()
     name = domain_name(source, options)
     check_disks(source, disks)

@@ -35,13 +35,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.domain_xml import (
-    GUEST_AGENT_CHANNEL,
-    LXML_IMPORT_ERROR,
-    etree,
-)
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.domain_xml import GUEST_AGENT_CHANNEL
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import LibvirtError, V2VError
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import Serializable
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.xmlsupport import etree, require_lxml
 
 try:
     import libvirt
@@ -194,8 +191,7 @@ def require_libvirt() -> None:
         raise LibvirtError("the libvirt Python bindings are not installed",
                            hint="Install python3-libvirt (Debian/Ubuntu), python3-libvirt (Fedora/RHEL) "
                                 "or libvirt-python from PyPI")
-    if etree is None:
-        raise V2VError("the Python library lxml is not installed", hint=f"Install python3-lxml ({LXML_IMPORT_ERROR})")
+    require_lxml()
 
 
 def connect(uri: str = DEFAULT_URI) -> Connection:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import traceback
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -32,14 +31,7 @@ from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import (
     SourceDisk,
     SourceNIC,
 )
-
-try:
-    from lxml import etree
-except ImportError:
-    etree = None
-    LXML_IMPORT_ERROR: str | None = traceback.format_exc()
-else:
-    LXML_IMPORT_ERROR = None
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.xmlsupport import etree, safe_parser
 
 
 class VolumeResolver(Protocol):
@@ -61,9 +53,7 @@ _EMPTY_MAC = "00:00:00:00:00:00"
 
 
 def _parse_xml(text: str | bytes) -> Any:
-    if etree is None:
-        raise V2VError("the Python library lxml is not installed", hint="Install python3-lxml on the conversion host")
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True)
+    parser = safe_parser()
     data = _XML_DECL_RE.sub("", text, count=1).encode("utf-8") if isinstance(text, str) else text
     try:
         return etree.fromstring(data, parser)

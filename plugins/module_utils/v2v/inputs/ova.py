@@ -43,7 +43,6 @@ import posixpath
 import re
 import shutil
 import tarfile
-import traceback
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -67,15 +66,7 @@ from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import (
     SourceNIC,
 )
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.vmdk import read_vmdk_info
-
-try:
-    from lxml import etree
-except ImportError:
-    etree = None
-    LXML_IMPORT_ERROR: str | None = traceback.format_exc()
-else:
-    LXML_IMPORT_ERROR = None
-
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.xmlsupport import etree, safe_parser
 
 _DISK_RE = re.compile(r"^(?:ovf:)?/disk/(.+)$")
 _FILE_RE = re.compile(r"^(?:ovf:)?/file/(.+)$")
@@ -190,9 +181,7 @@ def _items(hardware: Any) -> list[_Item]:
 
 
 def _parse_xml(text: str | bytes) -> Any:
-    if etree is None:
-        raise V2VError("the Python library lxml is not installed", hint="Install python3-lxml on the conversion host")
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True, huge_tree=False)
+    parser = safe_parser(huge_tree=False)
     data = text
     if isinstance(data, str):
         data = _XML_DECL_RE.sub("", data, count=1)
