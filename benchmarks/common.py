@@ -18,6 +18,15 @@ def timed(action: Callable[[], Any]) -> tuple[float, Any]:
     return time.monotonic() - start, value
 
 
+def alternate(reference: Callable[[], Any], ours: Callable[[], Any], rounds: int) -> tuple[list[float], list[float]]:
+    """Time both sides ``rounds`` times, interleaved, so load on the machine hits both alike."""
+    ref, our = [], []
+    for _ in range(rounds):
+        ref.append(timed(reference)[0])
+        our.append(timed(ours)[0])
+    return ref, our
+
+
 def report(name: str, data: dict[str, Any]) -> None:
     """Print a benchmark's numbers and keep them as JSON under benchmarks/results/."""
     RESULTS.mkdir(exist_ok=True)

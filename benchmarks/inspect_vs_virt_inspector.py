@@ -7,12 +7,14 @@ is warmed once first so neither pays for building it.
 
 from __future__ import annotations
 
+import os
+import statistics
 import subprocess
 import tempfile
 
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.pipeline import run_inspect
-from benchmarks.common import libguestfs_env, report, timed
+from benchmarks.common import alternate, libguestfs_env, report
 from tests.guests import vmware_debian
 
 
@@ -29,13 +31,15 @@ def main() -> None:
             run_inspect(SourceSpec(input="disk", path=[disk], format="raw", work_dir=work))
 
     reference()  # warm the appliance cache
-    ref_seconds, _ref = timed(reference)
-    our_seconds, _ours = timed(ours)
+    rounds = int(os.environ.get("KVMIGRATE_BENCH_ROUNDS", "3"))
+    ref, our = alternate(reference, ours, rounds)
+    ref_seconds, our_seconds = statistics.median(ref), statistics.median(our)
     report("inspect_vs_virt_inspector", {
         "disk": disk,
-        "virt-inspector seconds": round(ref_seconds, 2),
-        "inspect_guest seconds": round(our_seconds, 2),
-        "ratio (ours / reference)": round(our_seconds / ref_seconds, 3),
+        "rounds (interleaved)": rounds,
+        "virt-inspector seconds": [round(t, 2) for t in ref],
+        "inspect_guest seconds": [round(t, 2) for t in our],
+        "median ratio (ours / reference)": round(our_seconds / ref_seconds, 3),
     })
 
 
