@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v import storage
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.appliance import Appliance, DriveSpec
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import NotSupportedError, SourceError
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import SourceError
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec, load_source
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inspect import InspectOptions, inspect_guest_os
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import Phase, Result, Source
@@ -65,9 +65,6 @@ def open_disks(source: Source, work_dir: str | None) -> Iterator[list[OpenedDisk
     try:
         opened = []
         for index, disk in enumerate(source.disks):
-            if "://" in disk.path:
-                raise NotSupportedError(f"disks read over a network ({disk.path}) are not supported yet",
-                                        subject=source.name)
             image = storage.probe_image(disk.path, disk.format, offset=disk.offset, length=disk.length)
             disk.format = image.format
             disk.size_bytes = image.virtual_size

@@ -16,6 +16,12 @@ would happily open: a guest image could make us read ``/etc/shadow``. So:
 
 The source is never opened for writing: all work happens in a qcow2 overlay
 whose backing file is the source, opened read-only.
+
+A disk can also be an NBD export (``nbd://host[:port][/export]`` or
+``nbd+unix:///[export]?socket=/path``): it is opened through qemu's ``nbd``
+block driver with an explicit format (``raw`` unless the disk says
+otherwise; an export is never probed), with the same refusal of backing and
+data files.
 """
 
 from __future__ import annotations
@@ -28,8 +34,15 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import SourceError, ToolError, UnsafeImageError
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import (
+    NotSupportedError,
+    SourceError,
+    ToolError,
+    UnsafeImageError,
+)
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.process import run_tool
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.vmdk import read_vmdk_info
 
@@ -46,11 +59,19 @@ _VHD_MAGIC = b"conectix"
 _VDI_SIGNATURE = 0xBEDA107F
 _QCOW2_EXT_DATA_FILE = 0x44415441
 _QCOW2_EXT_END = 0
+NBD_DEFAULT_PORT = 10809
+# Connecting to a host that drops packets takes minutes; fail sooner.
+_NETWORK_TIMEOUT = 90
+_NBD_HINT = ("Check that the NBD server is running and reachable from this host, "
+             "and that the host, port, socket path and export name are right")
 
 
 @dataclass
 class ImageInfo:
-    """What is known about one disk image after a safe probe."""
+    """What is known about one disk image after a safe probe.
+
+    ``path`` is a local file or an NBD URI (see :func:`is_network_uri`).
+    """
 
     path: str
     format: str
@@ -62,6 +83,48 @@ class ImageInfo:
     @property
     def qemu_driver(self) -> str:
         return qemu_driver(self.format)
+
+    @property
+    def is_network(self) -> bool:
+        return is_network_uri(self.path)
+
+    def qemu_filename(self) -> str:
+        """How qemu opens this image: the plain path, or a ``json:`` spec with the format in it."""
+        if self.is_network or self.offset is not None:
+            return image_json_spec(self.path, self.format, offset=self.offset, length=self.length)
+        return os.path.abspath(self.path)
+
+
+def is_network_uri(path: str) -> bool:
+    """Whether a disk path is a URI (read over a network) rather than a local file."""
+    return "://" in path
+
+
+def nbd_block_driver(uri: str) -> dict[str, Any]:
+    """qemu's ``nbd`` block driver options for an NBD URI; other URIs are refused."""
+    parts = urlsplit(uri)
+    export = unquote(parts.path.lstrip("/"))
+    if parts.scheme == "nbd":
+        if not parts.hostname:
+            raise SourceError("the NBD URI has no host", subject=uri, hint="Use nbd://host[:port][/export]")
+        try:
+            port = parts.port or NBD_DEFAULT_PORT
+        except ValueError as exc:
+            raise SourceError("the NBD URI has an invalid port", subject=uri) from exc
+        server: dict[str, str] = {"type": "inet", "host": parts.hostname, "port": str(port)}
+    elif parts.scheme == "nbd+unix":
+        sockets = parse_qs(parts.query).get("socket")
+        if not sockets:
+            raise SourceError("the NBD URI has no socket", subject=uri,
+                              hint="Use nbd+unix:///[export]?socket=/path/to/socket")
+        server = {"type": "unix", "path": sockets[0]}
+    else:
+        raise NotSupportedError(f"disks read over {parts.scheme}:// are not supported yet", subject=uri,
+                                hint="Serve the disk over NBD (nbd:// or nbd+unix://), or copy it to this host")
+    options: dict[str, Any] = {"driver": "nbd", "server": server}
+    if export:
+        options["export"] = export
+    return options
 
 
 def qemu_driver(fmt: str) -> str:
@@ -164,6 +227,8 @@ def probe_image(path: str, fmt: str | None = None, *, offset: int | None = None,
     still run. ``offset``/``length`` describe an image stored inside another
     file (a disk in an uncompressed OVA).
     """
+    if is_network_uri(path):
+        return _probe_network_image(path, fmt)
     if not os.path.exists(path):
         raise SourceError("the disk image does not exist", subject=path)
     if os.path.isdir(path):
@@ -185,26 +250,47 @@ def probe_image(path: str, fmt: str | None = None, *, offset: int | None = None,
                      actual_size=info.get("actual-size"), offset=offset, length=length)
 
 
+def _probe_network_image(uri: str, fmt: str | None) -> ImageInfo:
+    """Probe an NBD export: the format is given (``raw`` by default), never guessed."""
+    fmt = _FROM_QEMU_DRIVER.get(fmt or "raw", fmt or "raw")
+    if fmt not in SUPPORTED_FORMATS:
+        raise SourceError(f"unknown disk format {fmt!r}", subject=uri,
+                          hint=f"Supported formats: {', '.join(SUPPORTED_FORMATS)}")
+    info = qemu_img_info(uri, fmt)
+    return ImageInfo(path=uri, format=fmt, virtual_size=int(info["virtual-size"]),
+                     actual_size=info.get("actual-size"))
+
+
 def image_json_spec(path: str, fmt: str, *, offset: int | None = None, length: int | None = None) -> str:
-    """A qemu ``json:`` filename opening ``path`` with an explicit format (and window)."""
-    proto: dict[str, object] = {"driver": "file", "filename": os.path.abspath(path)}
+    """A qemu ``json:`` filename opening ``path`` (a file or NBD URI) with an explicit format (and window)."""
+    proto: dict[str, Any] = (nbd_block_driver(path) if is_network_uri(path)
+                             else {"driver": "file", "filename": os.path.abspath(path)})
     if offset is not None:
         proto = {"driver": "raw", "offset": offset, "file": proto}
         if length is not None:
             proto["size"] = length
-    return "json:" + json.dumps({"driver": qemu_driver(fmt), "file": proto})
+    spec: dict[str, Any] = {"driver": qemu_driver(fmt), "file": proto}
+    if fmt == "qcow2" and is_network_uri(path):
+        # Never open a backing file named inside a remote image; it is refused anyway.
+        spec["backing"] = None
+    return "json:" + json.dumps(spec)
 
 
 def qemu_img_info(path: str, fmt: str, *, offset: int | None = None, length: int | None = None) -> dict:
     """``qemu-img info`` with an explicit format; refuse anything that points elsewhere."""
-    target = image_json_spec(path, fmt, offset=offset, length=length) if offset is not None else path
+    network = is_network_uri(path)
+    use_json = network or offset is not None
+    target = image_json_spec(path, fmt, offset=offset, length=length) if use_json else path
     argv = ["qemu-img", "info", "--output=json", "-U"]
-    if offset is None:
+    if not use_json:
         argv += ["-f", qemu_driver(fmt)]
     argv.append(target)
     try:
-        out = run_tool(argv, subject=path)
+        out = run_tool(argv, subject=path, timeout=_NETWORK_TIMEOUT if network else None)
     except ToolError as exc:
+        if network:
+            raise SourceError(f"cannot read the NBD export as {fmt}: {exc.stderr}", subject=path,
+                              hint=_NBD_HINT) from exc
         raise SourceError(f"qemu-img cannot open it as {fmt}: {exc.stderr}", subject=path,
                           hint="Check the file, or pass its real format explicitly") from exc
     info = json.loads(out)
@@ -216,6 +302,14 @@ def qemu_img_info(path: str, fmt: str, *, offset: int | None = None, length: int
     if specific.get("data-file"):
         raise UnsafeImageError(f"the image names an external data file ({specific['data-file']!r})",
                                subject=path, hint="Convert it to a self-contained image first")
+    if network:
+        for extent in specific.get("extents") or []:
+            name = str(extent.get("filename", ""))
+            if not name.startswith(("json:", "nbd:", "nbd+unix:")):
+                raise UnsafeImageError(f"the remote VMDK names a separate extent file ({name!r})",
+                                       subject=path, hint="Serve a self-contained image (raw, qcow2, "
+                                       "monolithic sparse VMDK) over NBD")
+        return info
     base = os.path.dirname(os.path.realpath(path))
     for extent in specific.get("extents") or []:
         name = _extent_file(extent.get("filename", ""))
@@ -257,24 +351,28 @@ def create_overlay(source: ImageInfo, overlay_path: str) -> Overlay:
 
     The backing is named with an explicit format, so qemu never probes it.
     """
-    if source.offset is not None:
-        backing = image_json_spec(source.path, source.format, offset=source.offset, length=source.length)
-    else:
-        backing = os.path.abspath(source.path)
     argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", qemu_driver(source.format),
-            "-b", backing, overlay_path]
-    run_tool(argv, subject=source.path, hint="Check free space and permissions of the work directory")
+            "-b", source.qemu_filename(), overlay_path]
+    if source.is_network:
+        # The size is known: qemu-img need not open the export again.
+        argv.append(str(source.virtual_size))
+    try:
+        run_tool(argv, subject=source.path, timeout=_NETWORK_TIMEOUT if source.is_network else None,
+                 hint=_NBD_HINT if source.is_network else "Check free space and permissions of the work directory")
+    except BaseException:
+        Path(overlay_path).unlink(missing_ok=True)
+        raise
     return Overlay(path=overlay_path, source=source)
 
 
 def allocated_bytes(image: ImageInfo) -> int:
     """Bytes of the image that hold data (what a sparse copy reads at most)."""
-    if image.offset is not None:
-        argv = ["qemu-img", "map", "--output=json",
-                image_json_spec(image.path, image.format, offset=image.offset, length=image.length)]
+    if image.offset is not None or image.is_network:
+        # Over NBD, qemu asks the server for block status.
+        argv = ["qemu-img", "map", "--output=json", image.qemu_filename()]
     else:
         argv = ["qemu-img", "map", "--output=json", "-f", qemu_driver(image.format), image.path]
-    extents = json.loads(run_tool(argv, subject=image.path))
+    extents = json.loads(run_tool(argv, subject=image.path, hint=_NBD_HINT if image.is_network else None))
     return sum(e["length"] for e in extents if e.get("data") and not e.get("zero"))
 
 
