@@ -16,6 +16,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import Phase, Serializable
+
+STATUS_FILE = "status.json"
+# States a run ends in; "running" is the only one that still changes.
+FINAL_STATES = ("done", "failed", "check")
+
 
 @dataclass
 class StatusFile:
@@ -42,3 +48,62 @@ class StatusFile:
 def read_status(path: str) -> dict[str, Any]:
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
+
+
+def status_path(work_dir: str, name: str) -> str:
+    """Where convert_guest keeps the status of the guest ``name`` (its per-guest work directory)."""
+    return os.path.join(work_dir, f"kvmigrate-{name}", STATUS_FILE)
+
+
+@dataclass
+class ConversionStatus(Serializable):
+    """One guest's ``status.json`` as a reader sees it, with each phase's duration worked out."""
+
+    guest: str
+    status_file: str
+    exists: bool
+    state: str | None = None
+    phase: str | None = None
+    percent: float | None = None
+    error: str | None = None
+    started: float | None = None
+    updated: float | None = None
+    elapsed_seconds: float | None = None
+    # Seconds since the file was last written: a "running" state that stops ageing never finished.
+    age_seconds: float | None = None
+    phases: list[Phase] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+def read_conversion_status(work_dir: str, name: str, *, now: float | None = None) -> ConversionStatus:
+    """Read the status of ``name`` under ``work_dir``; a guest without one has ``exists: false``.
+
+    A phase lasts until the next one starts; the current phase of a running
+    guest until ``now``, of a finished one until the last update.
+    """
+    path = status_path(work_dir, name)
+    try:
+        data = read_status(path)
+    except FileNotFoundError:
+        return ConversionStatus(guest=name, status_file=path, exists=False)
+    now = time.time() if now is None else now
+    started, updated = data.get("started"), data.get("updated")
+    state = data.get("state")
+    end = updated if state in FINAL_STATES or updated is None else now
+    starts = [p for p in data.get("phases", []) if p.get("started") is not None]
+    # The run starts in "open" (reading the source) before the first recorded phase.
+    if started is not None and (not starts or starts[0]["started"] > started):
+        starts.insert(0, {"name": "open", "started": started})
+    phases = []
+    for index, entry in enumerate(starts):
+        until = starts[index + 1]["started"] if index + 1 < len(starts) else end
+        phases.append(Phase(name=entry["name"], seconds=round(max(0.0, (until or entry["started"]) - entry["started"]),
+                                                               3)))
+    return ConversionStatus(
+        guest=data.get("guest", name), status_file=path, exists=True, state=state, phase=data.get("phase"),
+        percent=data.get("percent"), error=data.get("error"), started=started, updated=updated,
+        elapsed_seconds=round(end - started, 3) if started is not None and end is not None else None,
+        age_seconds=round(now - updated, 3) if updated is not None else None, phases=phases)
