@@ -380,6 +380,17 @@ def _remove_partials(targets: list[TargetDisk], out_dir: str | None) -> None:
 
 def run_convert(spec: SourceSpec, options: ConvertOptions, *, check_mode: bool = False) -> Result:
     """convert_guest: the whole pipeline; nothing is left behind on failure."""
+    if spec.input == "p2v":
+        # P2V hook: ``status`` and the conversion log go into the session directory (p2v/server.py).
+        from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.p2v.server import reporting
+
+        with reporting(spec.single_path(), check_mode=check_mode) as results:
+            results.append(_run_convert(spec, options, check_mode=check_mode))
+        return results[0]
+    return _run_convert(spec, options, check_mode=check_mode)
+
+
+def _run_convert(spec: SourceSpec, options: ConvertOptions, *, check_mode: bool = False) -> Result:
     run = ConversionRun(spec, options, check_mode=check_mode)
     created_dir = options.output_dir is not None and not os.path.exists(options.output_dir)
     try:

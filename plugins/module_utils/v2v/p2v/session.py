@@ -660,3 +660,40 @@ def options_from_dict(data: dict[str, Any]) -> PrepareOptions:
     values["settings"] = P2VSettings(**values.get("settings", {}))
     return PrepareOptions(**values)
 
+
+
+# ----------------------------------------------------------------------------- the module's edge
+
+_SETTING_PARAMS = {"server": "server", "port": "port", "username": "username", "password": "password",
+                   "identity": "identity", "sudo": "sudo", "name": "name", "vcpus": "vcpus",
+                   "memory_mb": "memory_mb", "disks": "disks", "removable": "removable",
+                   "interfaces": "interfaces", "networks": "network_map", "output": "output",
+                   "output_allocation": "output_allocation", "output_connection": "output_connection",
+                   "output_format": "output_format", "output_storage": "output_storage", "pre": "pre",
+                   "post": "post", "fail": "fail"}
+
+
+def options_from_params(params: dict[str, Any]) -> PrepareOptions:
+    """PrepareOptions from prepare_p2v_host's parameters."""
+    settings = P2VSettings(**{field_name: params.get(param) for param, field_name in _SETTING_PARAMS.items()
+                              if params.get(param) not in (None, {})})
+    return PrepareOptions(
+        state=params.get("state") or "present", settings=settings, cmdline=params.get("cmdline"),
+        use_kernel_cmdline=bool(params.get("use_kernel_cmdline")), private_key=params.get("private_key"),
+        private_key_passphrase=params.get("private_key_passphrase"),
+        host_key_fingerprint=list(params.get("host_key_fingerprint") or []), known_hosts=params.get("known_hosts"),
+        test_disk=params.get("test_disk"), test_disk_format=params.get("test_disk_format"),
+        nbd_server=params.get("nbd_server") or "auto", nbd_rate=params.get("nbd_rate"),
+        connect_timeout=float(params.get("connect_timeout") or 30),
+        keepalive_interval=float(params.get("keepalive_interval") or 30),
+        keepalive_count_max=int(params.get("keepalive_count_max") or 4),
+        state_dir=params.get("state_dir") or "/run/kvmigrate-p2v")
+
+
+def run_prepare_module(module: Any) -> None:
+    """prepare_p2v_host's main(): one call into the engine, errors to fail_json."""
+    try:
+        result = prepare(options_from_params(module.params), check_mode=module.check_mode)
+    except V2VError as exc:
+        module.fail_json(**exc.to_dict())
+    module.exit_json(**result)
