@@ -14,7 +14,10 @@ options:
       - What kind of source O(path) (or O(uri) and O(domain)) points at.
       - V(disk) is one or more disk images (raw, qcow2, vmdk, vhd, vhdx, vdi).
       - V(ova) is an C(.ova) file (plain, gzip or xz compressed) or a directory with an extracted OVF.
-      - V(vmx) is a VMware C(.vmx) file on a local or NFS path.
+      - V(vmx) is a VMware C(.vmx) file on a local or NFS path, or in an ESXi datastore read over SSH
+        (O(path) V(ssh://root@esxi[:port]/vmfs/volumes/datastore/vm/vm.vmx)). Over SSH the host key must be
+        pinned with O(ssh_host_key) or known in O(known_hosts), and only flat disks are read (no sparse or
+        seSparse disks, no snapshots).
       - V(libvirtxml) is a libvirt domain XML file.
       - V(libvirt) and V(p2v) are not supported yet and fail with a message saying so.
     type: str
@@ -49,11 +52,13 @@ options:
     type: path
   password:
     description:
-      - Password for a remote source. Never written to disk.
+      - Password for a remote source. Never written to disk; nbdkit gets it through an inherited pipe.
     type: str
   private_key:
     description:
-      - SSH private key text for a remote source. Never written to disk.
+      - SSH private key for a remote source, unencrypted, either as its text or as the path of a key file on
+        the conversion host.
+      - Key text is never written to disk; nbdkit reads it from a private C(ssh-agent) that lives for the run.
     type: str
   root:
     description:

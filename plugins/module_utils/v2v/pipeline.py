@@ -54,7 +54,11 @@ class OpenedDisk:
 
 @contextlib.contextmanager
 def open_disks(source: Source, work_dir: str | None) -> Iterator[list[OpenedDisk]]:
-    """Probe each source disk safely and put a qcow2 overlay over it."""
+    """Probe each source disk safely and put a qcow2 overlay over it.
+
+    A disk with a registered :class:`storage.DiskServer` is served over NBD
+    first; the server stops when this context ends.
+    """
     base = work_dir or DEFAULT_WORK_DIR
     try:
         os.makedirs(base, exist_ok=True)
@@ -63,14 +67,20 @@ def open_disks(source: Source, work_dir: str | None) -> Iterator[list[OpenedDisk
         raise SourceError(f"cannot use the work directory: {exc.strerror}", subject=base,
                           hint="Set work_dir to a writable directory with free space") from exc
     try:
-        opened = []
-        for index, disk in enumerate(source.disks):
-            image = storage.probe_image(disk.path, disk.format, offset=disk.offset, length=disk.length)
-            disk.format = image.format
-            disk.size_bytes = image.virtual_size
-            overlay = storage.create_overlay(image, os.path.join(tmp, f"disk{index}.qcow2"))
-            opened.append(OpenedDisk(image=image, overlay=overlay))
-        yield opened
+        # Disk servers (nbdkit for disks read over SSH) live exactly as long as the overlays.
+        with contextlib.ExitStack() as servers:
+            opened = []
+            for index, disk in enumerate(source.disks):
+                path = disk.path
+                server = storage.disk_server(path)
+                if server is not None:
+                    path = servers.enter_context(server.serve())
+                image = storage.probe_image(path, disk.format, offset=disk.offset, length=disk.length)
+                disk.format = image.format
+                disk.size_bytes = image.virtual_size
+                overlay = storage.create_overlay(image, os.path.join(tmp, f"disk{index}.qcow2"))
+                opened.append(OpenedDisk(image=image, overlay=overlay))
+            yield opened
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -1,0 +1,179 @@
+"""Input ``vmx`` over ``ssh://``: a real sshd started by the test serves the VMware guest's VM directory.
+
+The .vmx and descriptors are read with SFTP, the flat extent through
+``nbdkit -r ssh``; the host key is verified, never auto-accepted, and no
+secret appears in results or logs.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import NotSupportedError, SourceError
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec, load_source
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.pipeline import open_disks, run_inspect
+from tests.guests.vmware_debian import VMwareGuest
+from tests.hashing import sha256
+from tests.playbook import run_tasks
+from tests.sshd import PrivateSshd
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "kvt-Pa55-w0rd-not-in-logs"
+SAME_FACTS = ("name", "hypervisor", "input", "memory_mb", "vcpus", "cpu", "firmware", "secure_boot", "nics",
+              "removables", "display", "sound", "genid")
+
+
+@pytest.fixture(scope="module")
+def sshd() -> Iterator[PrivateSshd]:
+    server = PrivateSshd(password=PASSWORD)
+    yield server
+    server.stop()
+
+
+def nbdkit_ssh_processes() -> list[str]:
+    out = subprocess.run(["pgrep", "-af", "nbdkit .*-U /tmp/kvmigrate-ssh-"], capture_output=True, text=True,
+                         check=False).stdout
+    return out.splitlines()
+
+
+def leftovers() -> list[str]:
+    return glob.glob("/tmp/kvmigrate-ssh-*")
+
+
+def test_inspect_over_ssh_matches_local_vmx(sshd: PrivateSshd, vmware_guest: VMwareGuest, tmp_path: Path) -> None:
+    before = sha256(vmware_guest.vmx_flat)
+    work = tmp_path / "work"
+    url = sshd.url(str(vmware_guest.vmx))
+    run = run_tasks([
+        {"name": "over ssh", "kvmigrate.v2v.inspect_guest": {
+            "input": "vmx", "path": url, "password": PASSWORD, "ssh_host_key": sshd.host_key_fingerprint,
+            "work_dir": str(work)}, "register": "remote"},
+        {"name": "local", "kvmigrate.v2v.inspect_guest": {
+            "input": "vmx", "path": str(vmware_guest.vmx), "inspect_os": False}, "register": "local"},
+    ], tmp_path, extra_args=["-v"])
+    assert run.rc == 0, run.output
+    remote, local = run.results["remote"], run.results["local"]
+    assert not remote.get("failed"), remote.get("msg")
+    assert {k: remote["source"][k] for k in SAME_FACTS} == {k: local["source"][k] for k in SAME_FACTS}
+    assert remote["source"]["nics"][0]["mac"] == vmware_guest.mac.lower()
+    disk, local_disk = remote["source"]["disks"][0], local["source"]["disks"][0]
+    assert disk["path"] == sshd.url(str(vmware_guest.vmx_flat)) and disk["format"] == "raw"
+    assert (disk["bus"], disk["controller"]) == (local_disk["bus"], local_disk["controller"])
+    assert disk["size_bytes"] == vmware_guest.virtual_size
+    guest = remote["guest"]
+    assert (guest["distro"], guest["major_version"], guest["hostname"]) == ("debian", 12, vmware_guest.hostname)
+    assert any(t.endswith("open-vm-tools") for t in guest["hypervisor_tools"])
+    # nothing secret in the result, the Ansible output or the server's log
+    for text in (json.dumps(run.results), run.output, sshd.log):
+        assert PASSWORD not in text
+    assert sha256(vmware_guest.vmx_flat) == before
+    assert list(work.iterdir()) == [] and leftovers() == [] and nbdkit_ssh_processes() == []
+
+
+def test_private_key_text_and_known_hosts(sshd: PrivateSshd, vmware_guest: VMwareGuest, tmp_path: Path) -> None:
+    """Key text goes to a private ssh-agent for nbdkit; the disks open and close again."""
+    spec = SourceSpec(input="vmx", path=sshd.url(str(vmware_guest.vmx)), private_key=sshd.client_key_text,
+                      known_hosts=str(sshd.known_hosts), work_dir=str(tmp_path))
+    source = load_source(spec)
+    with open_disks(source, str(tmp_path)) as opened:
+        assert opened[0].image.virtual_size == vmware_guest.virtual_size
+        assert len(nbdkit_ssh_processes()) == 1
+        assert len(glob.glob("/tmp/kvmigrate-ssh-*/agent.sock")) == 1
+    assert nbdkit_ssh_processes() == [] and leftovers() == []
+    assert "Accepted publickey for root" in sshd.log
+    # a key file path works too, and metadata-only never starts nbdkit
+    meta = run_inspect(SourceSpec(input="vmx", path=sshd.url(str(vmware_guest.vmx)), private_key=str(sshd.client_key),
+                                  known_hosts=str(sshd.known_hosts)), inspect_os=False)
+    assert meta.source is not None and meta.source.name == vmware_guest.name
+
+
+def test_unknown_host_key_is_refused(sshd: PrivateSshd, vmware_guest: VMwareGuest, tmp_path: Path) -> None:
+    password_attempts = sshd.log.count("password for root")
+    run = run_tasks([
+        {"name": "no pin", "kvmigrate.v2v.inspect_guest": {
+            "input": "vmx", "path": sshd.url(str(vmware_guest.vmx)), "password": PASSWORD,
+            "work_dir": str(tmp_path / "w")}, "register": "unknown"},
+        {"name": "wrong pin", "kvmigrate.v2v.inspect_guest": {
+            "input": "vmx", "path": sshd.url(str(vmware_guest.vmx)), "password": PASSWORD,
+            "ssh_host_key": "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}, "register": "mismatch"},
+    ], tmp_path)
+    assert run.rc == 0, run.output
+    unknown, mismatch = run.results["unknown"], run.results["mismatch"]
+    assert unknown["failed"] and "is unknown" in unknown["msg"]
+    assert sshd.host_key_fingerprint in unknown["msg"] and "source.ssh_host_key" in unknown["msg"]
+    assert mismatch["failed"] and "does not match the pinned" in mismatch["msg"]
+    assert sshd.host_key_fingerprint in mismatch["msg"]
+    # refused before authenticating: the server never saw a password attempt
+    assert sshd.log.count("password for root") == password_attempts, "a password was sent to an unverified host"
+    assert PASSWORD not in json.dumps(run.results) + run.output
+    assert nbdkit_ssh_processes() == [] and leftovers() == [] and sshd.session_pids() == []
+    assert not (tmp_path / "w").exists() or list((tmp_path / "w").iterdir()) == []
+
+
+def test_known_hosts_with_another_key_is_refused(sshd: PrivateSshd, vmware_guest: VMwareGuest,
+                                                 tmp_path: Path) -> None:
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    key_type, key_data = Path(f"{other}.pub").read_text().split()[:2]
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(f"[{sshd.host}]:{sshd.port} {key_type} {key_data}\n")
+    with pytest.raises(SourceError, match="differs from the one in known_hosts") as failure:
+        load_source(SourceSpec(input="vmx", path=sshd.url(str(vmware_guest.vmx)), password=PASSWORD,
+                               known_hosts=str(known_hosts)))
+    assert sshd.host_key_fingerprint in str(failure.value)
+    assert known_hosts.read_text().count("\n") == 1, "the known_hosts file was written to"
+
+
+def test_wrong_password_fails_clearly(sshd: PrivateSshd, vmware_guest: VMwareGuest, tmp_path: Path) -> None:
+    run = run_tasks([{"name": "wrong", "kvmigrate.v2v.inspect_guest": {
+        "input": "vmx", "path": sshd.url(str(vmware_guest.vmx)), "password": "not-the-" + PASSWORD,
+        "ssh_host_key": sshd.host_key_fingerprint}, "register": "wrong"}], tmp_path)
+    wrong = run.results["wrong"]
+    assert wrong["failed"] and "SSH authentication as root@" in wrong["msg"]
+    assert "Check source.password" in wrong["msg"] and wrong["error"] == "SourceError"
+    assert "not-the-" + PASSWORD not in json.dumps(run.results) + run.output
+    assert nbdkit_ssh_processes() == [] and leftovers() == []
+
+
+@pytest.mark.parametrize(("create_type", "message"), [
+    ("seSparse", "only flat disks"),
+    ("monolithicSparse", "only flat disks"),
+    ("vmfsRawDeviceMap", "only flat disks"),
+])
+def test_non_flat_disks_are_refused(create_type: str, message: str, sshd: PrivateSshd, tmp_path: Path) -> None:
+    vm = tmp_path / "vm"
+    vm.mkdir()
+    (vm / "vm.vmx").write_text('displayName = "sparse"\nscsi0.present = "TRUE"\nscsi0:0.present = "TRUE"\n'
+                               'scsi0:0.fileName = "vm.vmdk"\n')
+    (vm / "vm.vmdk").write_text(f'# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\n'
+                                f'createType="{create_type}"\nRW 2048 SESPARSE "vm-sesparse.vmdk"\n')
+    with pytest.raises(NotSupportedError, match=message) as failure:
+        load_source(SourceSpec(input="vmx", path=sshd.url(str(vm / "vm.vmx")), password=PASSWORD,
+                               ssh_host_key=sshd.host_key_fingerprint))
+    assert create_type in str(failure.value)
+
+
+def test_snapshots_are_refused(sshd: PrivateSshd, tmp_path: Path) -> None:
+    vm = tmp_path / "vm"
+    vm.mkdir()
+    (vm / "vm.vmx").write_text('displayName = "snap"\nscsi0:0.present = "TRUE"\nscsi0:0.fileName = "vm.vmdk"\n')
+    (vm / "vm.vmdk").write_text('# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\n'
+                                'createType="vmfs"\nRW 2048 VMFS "vm-flat.vmdk"\n')
+    (vm / "vm-flat.vmdk").write_bytes(b"\0" * 2048 * 512)
+    (vm / "vm.vmsd").write_text('snapshot.numSnapshots = "1"\nsnapshot0.uid = "1"\nsnapshot0.fileName = "x"\n')
+    with pytest.raises(SourceError, match="has snapshots"):
+        load_source(SourceSpec(input="vmx", path=sshd.url(str(vm / "vm.vmx")), password=PASSWORD,
+                               ssh_host_key=sshd.host_key_fingerprint))
+    (vm / "vm.vmsd").unlink()
+    (vm / "vm.vmdk").write_text('# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\n'
+                                'createType="vmfs"\nRW 2048 VMFS "../elsewhere-flat.vmdk"\n')
+    with pytest.raises(SourceError, match="outside its own directory"):
+        load_source(SourceSpec(input="vmx", path=sshd.url(str(vm / "vm.vmx")), password=PASSWORD,
+                               ssh_host_key=sshd.host_key_fingerprint))
