@@ -19,7 +19,10 @@ options:
         pinned with O(ssh_host_key) or known in O(known_hosts), and only flat disks are read (no sparse or
         seSparse disks, no snapshots).
       - V(libvirtxml) is a libvirt domain XML file.
-      - V(libvirt) and V(p2v) are not supported yet and fail with a message saying so.
+      - V(libvirt) is a domain by name (O(domain)) on a libvirt URI (O(uri)), read through a read-only
+        connection. A running or paused domain is refused (shut it down first). Disks of domains on remote
+        URIs cannot be read yet; their metadata can (O(inspect_os=false)).
+      - V(p2v) is not supported yet and fails with a message saying so.
     type: str
     required: true
     choices: [disk, ova, vmx, libvirtxml, libvirt, p2v]

@@ -1,0 +1,168 @@
+# -*- coding: utf-8 -*-
+# Copyright: kvmigrate.v2v contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Input ``libvirt``: a domain by name on a libvirt URI (``qemu:///system``, ``xen+ssh://root@xen/``, ...).
+
+Like virt-v2v's ``-i libvirt``:
+
+- the connection is opened read-only; the domain's inactive XML (its
+  persistent definition) is parsed by :func:`..libvirtxml.parse_domain_xml`,
+  with ``<source pool= volume=>`` disks resolved through the same connection;
+- a domain that is running, paused or suspended is refused, whatever the
+  operation (even ``inspect_os: false``): its disks are changing under us.
+  virt-v2v refuses it the same way. Shut it down first;
+- disks of a domain on a local URI are read directly (files, block devices,
+  NBD). Disks of a domain on a remote URI (one with a host) cannot be read
+  yet: the metadata loads (so ``inspect_guest`` with ``inspect_os: false``
+  works), and opening the disks fails with :class:`NotSupportedError`.
+  Their paths are shown as ``<scheme>://[user@]host/path``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v import storage
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import (
+    LibvirtError,
+    NotSupportedError,
+    SourceError,
+    V2VError,
+)
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs.libvirtxml import parse_domain_xml
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import Source
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.xmlsupport import etree, safe_parser
+
+try:
+    import libvirt
+except ImportError:  # reported when the input is used
+    libvirt = None
+
+
+def _quiet(_ctx: object, _err: object) -> None:
+    """libvirt prints every error on stderr by default; ours go into exceptions instead."""
+
+
+def _error_text(exc: Exception) -> str:
+    getter = getattr(exc, "get_error_message", None)
+    text = getter() if callable(getter) else None
+    return str(text or exc).strip()
+
+
+def _error_code(exc: Exception) -> int | None:
+    getter = getattr(exc, "get_error_code", None)
+    return getter() if callable(getter) else None
+
+
+def is_remote_uri(uri: str) -> bool:
+    """Whether the hypervisor behind ``uri`` is on another host (its files are not ours to read)."""
+    return bool(urlsplit(uri).hostname)
+
+
+@contextlib.contextmanager
+def open_read_only(uri: str) -> Iterator[Any]:
+    """A read-only libvirt connection, closed afterwards."""
+    if libvirt is None:
+        raise LibvirtError("the libvirt Python bindings are not installed",
+                           hint="Install python3-libvirt (Debian/Ubuntu, Fedora/RHEL) or libvirt-python from PyPI")
+    libvirt.registerErrorHandler(_quiet, None)
+    try:
+        conn = libvirt.openReadOnly(uri)
+    except libvirt.libvirtError as exc:
+        raise LibvirtError(f"cannot connect to libvirt at {uri}: {_error_text(exc)}", subject=uri,
+                           hint="Check that the libvirt daemon runs there, that the URI is right and that "
+                                "this user may use it") from exc
+    try:
+        yield conn
+    finally:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
+def _volume_format(xml: str) -> str | None:
+    root = etree.fromstring(xml.encode("utf-8"), safe_parser())
+    node = root.find("target/format")
+    fmt = node.get("type") if node is not None else None
+    return fmt if fmt in storage.SUPPORTED_FORMATS else None
+
+
+def _resolver(conn: Any, uri: str) -> Any:
+    def resolve_volume(pool: str, volume: str, /) -> tuple[str, str | None]:
+        try:
+            vol = conn.storagePoolLookupByName(pool).storageVolLookupByName(volume)
+            return vol.path(), _volume_format(vol.XMLDesc(0))
+        except libvirt.libvirtError as exc:
+            raise SourceError(f"cannot resolve the storage volume {pool}/{volume}: {_error_text(exc)}",
+                              subject=uri, hint="Check that the pool is active and holds that volume") from exc
+    return resolve_volume
+
+
+_RUNNING_STATES = {"running": 1, "blocked": 2, "paused": 3, "shutting down": 4, "pmsuspended": 7}
+
+
+@dataclass
+class RemoteDiskRefusal:
+    """The :class:`storage.DiskServer` of a disk on a remote libvirt host: reading it is not supported yet."""
+
+    uri: str
+    path: str
+
+    def serve(self) -> AbstractContextManager[str]:
+        raise NotSupportedError(
+            f"disks of remote libvirt domains are not supported yet ({self.path} on {self.uri})",
+            hint="Inspect with inspect_os: false for the metadata, or copy the disks to this host and use "
+                 "input 'libvirtxml' (virsh dumpxml --inactive) or 'disk'")
+
+
+def _remote_disk_uri(uri: str, path: str) -> str:
+    parts = urlsplit(uri)
+    user = f"{quote(parts.username)}@" if parts.username else ""
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else (parts.hostname or "")
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{user}{host}{port}{quote(path)}"
+
+
+def load(spec: SourceSpec) -> Source:
+    """``load(spec)`` for input ``libvirt``: ``spec.uri`` and ``spec.domain``."""
+    if not spec.uri or not spec.domain:
+        raise SourceError("input 'libvirt' needs source.uri and source.domain",
+                          hint="For example uri: qemu:///system, domain: <name as 'virsh list --all' shows it>")
+    uri, name = spec.uri, spec.domain
+    with open_read_only(uri) as conn:
+        try:
+            dom = conn.lookupByName(name)
+        except libvirt.libvirtError as exc:
+            if _error_code(exc) == libvirt.VIR_ERR_NO_DOMAIN:
+                raise SourceError(f"there is no domain {name!r} on {uri}", subject=uri,
+                                  hint=f"'virsh -c {uri} list --all' lists the domain names") from exc
+            raise LibvirtError(f"cannot look up domain {name!r}: {_error_text(exc)}", subject=uri) from exc
+        try:
+            state = dom.state()[0]
+            xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+        except libvirt.libvirtError as exc:
+            raise LibvirtError(f"cannot read domain {name!r}: {_error_text(exc)}", subject=uri) from exc
+        running = {code: label for label, code in _RUNNING_STATES.items()}
+        if state in running:
+            raise SourceError(
+                f"domain {name!r} on {uri} is {running[state]}; its disks are changing while it runs",
+                subject=uri, hint="Shut it down first (virsh shutdown), then inspect or convert it")
+        try:
+            source = parse_domain_xml(xml, resolve_volume=_resolver(conn, uri))
+        except V2VError as exc:
+            if exc.subject is None:
+                exc.subject = f"{uri} {name}"
+            raise
+    source.input = "libvirt"
+    if is_remote_uri(uri):
+        for disk in source.disks:
+            if "://" in disk.path:
+                continue
+            disk.path = _remote_disk_uri(uri, disk.path)
+            storage.register_disk_server(disk.path, RemoteDiskRefusal(uri=uri, path=disk.path))
+    return source
