@@ -13,7 +13,6 @@ import json
 import os
 import secrets
 import select
-import shutil
 import signal
 import socket
 import subprocess
@@ -219,8 +218,10 @@ class DelayRelay:
     bounded by the endpoints' windows, as on a real long link.
     """
 
-    def __init__(self, listen: tuple[str, int], target: tuple[str, int], one_way_ms: float) -> None:
+    def __init__(self, listen: tuple[str, int], target: tuple[str, int], one_way_ms: float,
+                 link_buffer: int = 32 << 20) -> None:
         self.delay = one_way_ms / 1000.0
+        self.link_buffer = link_buffer
         self.target = target
         self.server = socket.create_server(listen)
         self.address = self.server.getsockname()
@@ -253,23 +254,29 @@ class DelayRelay:
 
     def _one_way(self, src: socket.socket, dst: socket.socket) -> None:
         queue: deque[tuple[float, bytes]] = deque()
+        queued = 0
         closed = False
         try:
             while not self.stopping.is_set():
                 timeout = max(0.0, queue[0][0] - time.monotonic()) if queue else 1.0
-                if not closed:
+                # A bounded "link buffer": stop reading while this much is in flight, so
+                # the endpoints' windows (not this relay) decide the throughput.
+                if not closed and queued < self.link_buffer:
                     readable, _, _ = select.select([src], [], [], timeout)
                     if readable:
-                        data = src.recv(1 << 20)
+                        data = src.recv(1 << 18)
                         if not data:
                             closed = True
                         else:
                             queue.append((time.monotonic() + self.delay, data))
+                            queued += len(data)
                 elif queue:
                     time.sleep(timeout)
                 now = time.monotonic()
                 while queue and queue[0][0] <= now:
-                    dst.sendall(queue.popleft()[1])
+                    data = queue.popleft()[1]
+                    queued -= len(data)
+                    dst.sendall(data)
                 if closed and not queue:
                     break
         except OSError:
@@ -279,5 +286,11 @@ class DelayRelay:
                 dst.shutdown(socket.SHUT_WR)
 
 
-def copy_file(src: Path, dst: Path) -> None:
-    shutil.copyfile(src, dst)
+def serve_delay_relay(listen_host: str, listen_port: int, target_host: str, target_port: int,
+                      one_way_ms: float) -> None:
+    """Run a DelayRelay until killed (for ``python -c`` inside a namespace)."""
+    with DelayRelay((listen_host, listen_port), (target_host, target_port), one_way_ms):
+        print("ready", flush=True)
+        threading.Event().wait()
+
+

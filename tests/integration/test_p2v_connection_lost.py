@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -95,4 +96,5 @@ def test_connection_killed_mid_copy(tmp_path: Path) -> None:
         assert left == []
         state = json.loads((tmp_path / "state" / "session.json").read_text())
         assert state["state"] == "disconnected"
+        shutil.rmtree(remote)
     assert sha256(disk) == source_hash

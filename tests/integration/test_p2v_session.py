@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,6 +57,14 @@ def sshd(net: P2VNet, tmp_path: Path) -> Iterator[Sshd]:
 
 def _session_dirs() -> set[str]:
     return set(glob.glob("/tmp/virt-p2v-*"))
+
+
+@pytest.fixture(autouse=True)
+def _remove_new_session_dirs() -> Iterator[None]:
+    before = _session_dirs()
+    yield
+    for directory in _session_dirs() - before:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _assert_nothing_left(net: P2VNet, timeout: float = 30.0) -> None:
