@@ -113,7 +113,6 @@ class DiskServer(Protocol):
 
     def serve(self) -> AbstractContextManager[str]:
         """A context whose value is the NBD URI the disk can be read from while it lasts."""
-        ...
 
 
 _DISK_SERVERS: dict[str, DiskServer] = {}
