@@ -14,6 +14,7 @@ tunnel can beat one ``cat`` stream, whose throughput one channel window per roun
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -72,6 +73,7 @@ def main() -> None:
                                check=True, capture_output=True)
                 tunnel_seconds = time.monotonic() - start
                 _prepare(net.physical, "absent", key, sshd.host_key_fingerprint, disk, tmp / "state")
+                shutil.rmtree(session["remote_dir"], ignore_errors=True)
                 known_hosts = tmp / "known_hosts_relay"
                 known_hosts.write_text(f"[127.0.0.1]:{RELAY_PORT} " + " ".join(
                     (tmp / "sshd" / "ssh_host_ed25519_key.pub").read_text().split()[:2]) + "\n")
