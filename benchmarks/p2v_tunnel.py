@@ -54,7 +54,7 @@ def main() -> None:
         tmp = Path(tmp_name)
         disk = tmp / "disk.raw"
         with open(disk, "wb") as handle:
-            for _ in range(SIZE >> 20):
+            for _mib in range(SIZE >> 20):
                 handle.write(os.urandom(1 << 20))
         with p2v_network() as net, sshd_in_netns(net.server, net.server_ip, tmp / "sshd") as sshd:
             key = tmp / "sshd" / "client_ed25519"

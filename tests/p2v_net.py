@@ -241,7 +241,7 @@ class DelayRelay:
     def _accept(self) -> None:
         while not self.stopping.is_set():
             try:
-                client, _ = self.server.accept()
+                client = self.server.accept()[0]
             except OSError:
                 return
             upstream = socket.create_connection(self.target)
@@ -262,7 +262,7 @@ class DelayRelay:
                 # A bounded "link buffer": stop reading while this much is in flight, so
                 # the endpoints' windows (not this relay) decide the throughput.
                 if not closed and queued < self.link_buffer:
-                    readable, _, _ = select.select([src], [], [], timeout)
+                    readable = select.select([src], [], [], timeout)[0]
                     if readable:
                         data = src.recv(1 << 18)
                         if not data:
@@ -292,5 +292,3 @@ def serve_delay_relay(listen_host: str, listen_port: int, target_host: str, targ
     with DelayRelay((listen_host, listen_port), (target_host, target_port), one_way_ms):
         print("ready", flush=True)
         threading.Event().wait()
-
-

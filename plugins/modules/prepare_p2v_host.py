@@ -32,7 +32,7 @@ description:
     C(p2v-version), C(hardware.json), C(conversion.json) (the p2v.o* output settings) and the hardware logs
     C(dmesg), C(lscpu), C(lspci), C(lsscsi), C(lsusb) that are available.
   - A detached supervisor process keeps the connection up after the module returns (keepalives that need an
-    answer). It watches the C(status) file that M(kvmigrate.v2v.convert_guest) writes into the session directory:
+    answer). It watches the C(status) file that M(kvmigrate.v2v.convert_guest) writes into the session directory;
     when the conversion is done it runs O(post), when it failed or the connection was lost it runs O(fail), then it
     closes the tunnels and stops the NBD servers. A lost connection is not re-established; run the module again.
   - O(state=absent) stops the supervisor, the tunnels and the NBD servers and removes the state file.

@@ -103,8 +103,8 @@ def test_prepare_idempotent_read_only_and_absent(net: P2VNet, sshd: Sshd, small_
     """check → real → verify on the server → check → real again → absent → absent again, through Ansible."""
     before_hash = sha256(small_disk)
     dirs_before = _session_dirs()
-    task = _task(net, sshd, small_disk, tmp_path, cmdline=f"quiet p2v.vcpu=2 p2v.memory=1G p2v.o=local "
-                                                         f"p2v.password={SECRET_PASSWORD}")
+    cmdline = f"quiet p2v.vcpu=2 p2v.memory=1G p2v.o=local p2v.password={SECRET_PASSWORD}"
+    task = _task(net, sshd, small_disk, tmp_path, cmdline=cmdline)
     first = run_tasks_in_netns(net.physical, [{"name": "check", **task, "register": "check1", "check_mode": True},
                                               {"name": "real", **task, "register": "real1"}], tmp_path)
     assert first.rc == 0, first.output
@@ -168,9 +168,8 @@ def test_unknown_host_key_is_refused_and_nothing_starts(net: P2VNet, sshd: Sshd,
     empty_known_hosts = tmp_path / "known_hosts"
     empty_known_hosts.write_text("")
     run = run_tasks_in_netns(net.physical, [
-        {"name": "pinned other", **_task(net, sshd, small_disk, tmp_path,
-                                          host_key_fingerprint=["SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"]),
-         "register": "pinned"},
+        {"name": "pinned other", "register": "pinned",
+         **_task(net, sshd, small_disk, tmp_path, host_key_fingerprint=["SHA256:" + "A" * 43])},
         {"name": "known_hosts", **_task(net, sshd, small_disk, tmp_path, host_key_fingerprint=None,
                                         known_hosts=str(empty_known_hosts)), "register": "unknown"},
     ], tmp_path)

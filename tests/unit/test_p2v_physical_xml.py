@@ -123,9 +123,8 @@ def test_reporting_writes_status_and_log(tmp_path: Path) -> None:
 
 
 def _facts() -> HardwareFacts:
-    return HardwareFacts(hostname="db01.example.com", cpu=CPUFacts(vendor="AMD", sockets=1, cores=4, threads=2,
-                                                                    logical=8, flags=["pae"]),
-                         memory_mb=16384, firmware="bios", clock="utc",
+    cpu = CPUFacts(vendor="AMD", sockets=1, cores=4, threads=2, logical=8, flags=["pae"])
+    return HardwareFacts(hostname="db01.example.com", cpu=cpu, memory_mb=16384, firmware="bios", clock="utc",
                          disks=[DiskFacts(name="sda", device="/dev/sda", size_bytes=10),
                                 DiskFacts(name="sdb", device="/dev/sdb", size_bytes=20)],
                          removables=[RemovableFacts(name="sr0", device="/dev/sr0")],

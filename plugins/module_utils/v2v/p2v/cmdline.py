@@ -200,10 +200,8 @@ def _feature(name: str) -> Callable[[P2VSettings, str | None, str], None]:
     return store
 
 
-_Store = Callable[[P2VSettings, str | None, str], None]
-
-
-def _setter(attribute: str, convert: Callable[[str | None, str], Any]) -> _Store:
+def _setter(attribute: str,
+            convert: Callable[[str | None, str], Any]) -> Callable[[P2VSettings, str | None, str], None]:
     def store(settings: P2VSettings, value: str | None, key: str) -> None:
         setattr(settings, attribute, convert(value, key))
     return store

@@ -104,7 +104,7 @@ def parse_cpuinfo(text: str) -> CPUFacts:
                 processors.append(current)
                 current = {}
             continue
-        key, _, value = line.partition(":")
+        key, _sep, value = line.partition(":")
         current[key.strip()] = value.strip()
     if current:
         processors.append(current)

@@ -45,7 +45,6 @@ import sys
 import threading
 import time
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,8 +127,10 @@ def read_identity(url: str) -> str:
         except OSError as exc:
             raise V2VError(f"cannot read the identity file: {exc.strerror}", subject=path) from exc
     if parts.scheme in ("http", "https"):
+        from ansible.module_utils.urls import open_url
+
         try:
-            with urllib.request.urlopen(url, timeout=30) as response:
+            with open_url(url, timeout=30) as response:
                 return response.read().decode("utf-8")
         except OSError as exc:
             raise V2VError(f"cannot download the identity from {url}: {exc}") from exc
@@ -370,8 +371,9 @@ def _run_hook(which: str, command: str) -> None:
 
 # ----------------------------------------------------------------------------- the supervisor
 
-_ERRORS = {cls.__name__: cls for cls in (tunnel.HostKeyError, tunnel.SSHAuthError, tunnel.SSHConnectError,
-                                          tunnel.ForwardingError, nbd.NBDExportError, SourceError, V2VError)}
+_ERROR_CLASSES = (tunnel.HostKeyError, tunnel.SSHAuthError, tunnel.SSHConnectError, tunnel.ForwardingError,
+                  nbd.NBDExportError, SourceError, V2VError)
+_ERRORS = {cls.__name__: cls for cls in _ERROR_CLASSES}
 
 
 def _start_supervisor(options: PrepareOptions, settings: P2VSettings, facts: HardwareFacts, selection: Selection,
@@ -399,7 +401,7 @@ def _start_supervisor(options: PrepareOptions, settings: P2VSettings, facts: Har
     deadline = time.monotonic() + _REPORT_TIMEOUT + options.connect_timeout
     try:
         while time.monotonic() < deadline:
-            readable, _, _ = select.select([read_fd], [], [], max(0.1, deadline - time.monotonic()))
+            readable = select.select([read_fd], [], [], max(0.1, deadline - time.monotonic()))[0]
             if not readable:
                 continue
             data = os.read(read_fd, 65536)
@@ -450,7 +452,7 @@ def _detach(keep_fd: int, state_dir: str) -> None:
 def _remote_dir_name() -> str:
     alphabet = string.ascii_lowercase + string.digits
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d")
-    return f"{REMOTE_DIR_PREFIX}{stamp}-{''.join(secrets.choice(alphabet) for _ in range(8))}"
+    return f"{REMOTE_DIR_PREFIX}{stamp}-{''.join(secrets.choice(alphabet) for _index in range(8))}"
 
 
 def hardware_logs() -> dict[str, str]:
@@ -659,7 +661,6 @@ def options_from_dict(data: dict[str, Any]) -> PrepareOptions:
     values = dict(data)
     values["settings"] = P2VSettings(**values.get("settings", {}))
     return PrepareOptions(**values)
-
 
 
 # ----------------------------------------------------------------------------- the module's edge

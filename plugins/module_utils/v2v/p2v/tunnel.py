@@ -207,7 +207,7 @@ def pump(channel: Any, sock: socket.socket) -> None:
     """Copy bytes both ways between an SSH channel and a local socket until either side closes."""
     try:
         while True:
-            readable, _, _ = select.select([channel, sock], [], [], 60.0)
+            readable = select.select([channel, sock], [], [], 60.0)[0]
             if channel in readable:
                 data = channel.recv(_PUMP_BUFFER)
                 if not data:
