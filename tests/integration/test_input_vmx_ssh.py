@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.conversion import ConvertOptions, run_convert
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import NotSupportedError, SourceError
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec, load_source
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.pipeline import open_disks, run_inspect
@@ -177,3 +178,21 @@ def test_snapshots_are_refused(sshd: PrivateSshd, tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="outside its own directory"):
         load_source(SourceSpec(input="vmx", path=sshd.url(str(vm / "vm.vmx")), password=PASSWORD,
                                ssh_host_key=sshd.host_key_fingerprint))
+
+
+@pytest.mark.e2e  # a real conversion of the real guest: minutes under TCG
+def test_convert_over_ssh_to_local(sshd: PrivateSshd, vmware_guest: VMwareGuest, tmp_path: Path) -> None:
+    """The whole pipeline, the copy included, reads the flat extent through nbdkit ssh."""
+    before = sha256(vmware_guest.vmx_flat)
+    out = tmp_path / "out"
+    result = run_convert(SourceSpec(input="vmx", path=sshd.url(str(vmware_guest.vmx)), password=PASSWORD,
+                                    known_hosts=str(sshd.known_hosts), work_dir=str(tmp_path / "w")),
+                         ConvertOptions(output="local", output_dir=str(out), output_format="qcow2"))
+    assert sha256(vmware_guest.vmx_flat) == before
+    assert any("open-vm-tools" in step for step in result.conversion), result.conversion
+    disk = Path(result.target["disks"][0]["path"])
+    assert disk.exists() and disk.stat().st_size > 100 << 20
+    assert (out / f"{vmware_guest.name}.xml").exists() and not list(out.glob("*.part"))
+    assert [p.name for p in result.phases][-2:] == ["copy", "output"]
+    assert PASSWORD not in json.dumps(result.to_dict())
+    assert nbdkit_ssh_processes() == [] and leftovers() == []
