@@ -196,3 +196,25 @@ def test_convert_over_ssh_to_local(sshd: PrivateSshd, vmware_guest: VMwareGuest,
     assert [p.name for p in result.phases][-2:] == ["copy", "output"]
     assert PASSWORD not in json.dumps(result.to_dict())
     assert nbdkit_ssh_processes() == [] and leftovers() == []
+
+
+def test_a_disk_failing_at_open_stops_nbdkit(sshd: PrivateSshd, tmp_path: Path) -> None:
+    """The extent vanishes between loading and opening: nbdkit's error is shown and nothing is left running."""
+    vm = tmp_path / "vm"
+    vm.mkdir()
+    (vm / "vm.vmx").write_text('displayName = "gone"\nscsi0:0.present = "TRUE"\nscsi0:0.fileName = "vm.vmdk"\n')
+    (vm / "vm.vmdk").write_text('# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\n'
+                                'createType="vmfs"\nRW 2048 VMFS "vm-flat.vmdk"\n')
+    (vm / "vm-flat.vmdk").write_bytes(b"\0" * 2048 * 512)
+    source = load_source(SourceSpec(input="vmx", path=sshd.url(str(vm / "vm.vmx")), password=PASSWORD,
+                                    ssh_host_key=sshd.host_key_fingerprint))
+    (vm / "vm-flat.vmdk").unlink()
+    work = tmp_path / "work"
+    with (pytest.raises(SourceError, match="Check that the NBD server is running") as failure,
+          open_disks(source, str(work))):
+        pass
+    message = str(failure.value)
+    assert message.startswith(sshd.url(str(vm / "vm-flat.vmdk")) + ": reading it through nbdkit's ssh plugin failed")
+    assert "SFTP server: No such file" in message
+    assert PASSWORD not in str(failure.value)
+    assert nbdkit_ssh_processes() == [] and leftovers() == [] and list(work.iterdir()) == []

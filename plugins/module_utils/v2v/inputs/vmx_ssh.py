@@ -49,6 +49,7 @@ from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v import storage
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import (
     NotSupportedError,
     SourceError,
+    ToolError,
     UnsafeImageError,
     V2VError,
 )
@@ -288,13 +289,18 @@ class SshSession:
 
 
 def _wait_for_socket(path: str, proc: subprocess.Popen, what: str, log: str | None = None,
-                     timeout: float = 30.0) -> None:
+                     timeout: float = 30.0, pidfile: str | None = None) -> None:
+    """Wait until ``proc`` listens on ``path`` (or, quietly, until it has written ``pidfile``)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             detail = _read_log(log) if log else ""
             raise SourceError(f"{what} exited with code {proc.returncode}: {detail or '(no error output)'}")
-        if os.path.exists(path):
+        if pidfile is not None:
+            # nbdkit writes its pidfile once it listens; a probe connection would only log a broken handshake.
+            if os.path.exists(pidfile) and os.path.getsize(pidfile) > 0:
+                return
+        elif os.path.exists(path):
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
                 try:
                     probe.connect(path)
@@ -343,7 +349,8 @@ class SshDiskServer:
             sock = os.path.join(run_dir, "nbd.sock")
             log = os.path.join(run_dir, "nbdkit.log")
             env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
-            argv = ["nbdkit", "-r", "-f", "--exit-with-parent", "-U", sock, "ssh",
+            pidfile = os.path.join(run_dir, "nbdkit.pid")
+            argv = ["nbdkit", "-r", "-f", "--exit-with-parent", "-U", sock, "-P", pidfile, "ssh",
                     f"host={self.location.host}", f"port={self.location.port}", f"user={self.location.user}",
                     f"known-hosts={known_hosts}", "verify-remote-host=true", "config=",
                     f"timeout={_CONNECT_TIMEOUT}"]
@@ -373,13 +380,16 @@ class SshDiskServer:
                 if write_fd >= 0:
                     with os.fdopen(write_fd, "w", encoding="utf-8") as secret:
                         secret.write(creds.password or "")
-            _wait_for_socket(sock, proc, "nbdkit (ssh plugin)", log)
+            _wait_for_socket(sock, proc, "nbdkit (ssh plugin)", log, pidfile=pidfile)
             try:
                 yield f"nbd+unix:///?socket={sock}"
-            except V2VError as exc:
+            except (SourceError, ToolError) as exc:
+                # Reading the disk failed: nbdkit's side of the story is in its log.
                 detail = _read_log(log)
+                exc.message = f"reading it through nbdkit's ssh plugin failed: {exc.message}"
                 if detail:
-                    exc.message = f"{exc.message} (nbdkit reading {self.location.url}: {detail})"
+                    exc.message += f" (nbdkit: {detail})"
+                exc.subject = self.location.url
                 raise
         finally:
             for proc in reversed(processes):
