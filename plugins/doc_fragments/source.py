@@ -21,7 +21,9 @@ options:
       - V(libvirtxml) is a libvirt domain XML file.
       - V(libvirt) is a domain by name (O(domain)) on a libvirt URI (O(uri)), read through a read-only
         connection. A running or paused domain is refused (shut it down first). Disks of domains on remote
-        URIs cannot be read yet; their metadata can (M(kvmigrate.v2v.inspect_guest) with C(inspect_os=false)).
+        C(+ssh) URIs are read over SSH when O(password) or O(private_key) is set (host key checked as for
+        O(input=vmx) over SSH); disks on other remote URIs cannot be read yet, only their metadata
+        (M(kvmigrate.v2v.inspect_guest) with C(inspect_os=false)).
       - V(p2v) is not supported yet and fails with a message saying so.
     type: str
     required: true

@@ -10,7 +10,11 @@ import pytest
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v import storage
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import NotSupportedError, SourceError
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec, load_source
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs.libvirt import RemoteDiskRefusal
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs.libvirt import (
+    RemoteDiskRefusal,
+    attach_remote_disks,
+)
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs.libvirtxml import parse_domain_xml
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import Source, SourceDisk
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.pipeline import open_disks
 from tests.guests.phony import PhonyGuest
@@ -18,6 +22,7 @@ from tests.hashing import sha256
 from tests.libvirt_fixtures import Pool
 from tests.libvirtd import PrivateLibvirtd
 from tests.playbook import run_tasks
+from tests.sshd import PrivateSshd
 
 pytestmark = pytest.mark.integration
 
@@ -129,3 +134,37 @@ def test_remote_disks_are_refused_when_opened(tmp_path: Path) -> None:
           open_disks(source, str(tmp_path))):
         pass
     assert list(tmp_path.iterdir()) == []
+
+
+def test_remote_ssh_domain_disks_are_read_over_ssh(phony_debian12: PhonyGuest, tmp_path: Path) -> None:
+    """A +ssh URI's disks go through the same verified SSH + nbdkit path as an ESXi datastore.
+
+    libvirt's own ssh transport cannot reach the test daemon here (virt-ssh-helper only knows the
+    system socket), so the parsed domain is handed over as load() would after reading its XML.
+    """
+    guest = phony_debian12
+    xml = domain_xml("kvt-remote", f"<disk type='file' device='disk'><driver name='qemu' type='raw'/>"
+                                   f"<source file='{guest.disk}'/><target dev='vda' bus='virtio'/></disk>"
+                                   f"<disk type='file' device='disk'><source file='{tmp_path}/gone.img'/>"
+                                   "<target dev='vdb' bus='virtio'/></disk>")
+    with PrivateSshd() as sshd:
+        uri = f"qemu+ssh://root@127.0.0.1:{sshd.port}/system"
+        creds = {"private_key": sshd.client_key_text, "known_hosts": str(sshd.known_hosts)}
+        source = parse_domain_xml(xml)
+        with pytest.raises(SourceError, match=r"gone\.img' of domain 'kvt-remote' does not exist on 127\.0\.0\.1"):
+            attach_remote_disks(source, uri, SourceSpec(input="libvirt", uri=uri, domain="kvt-remote", **creds))
+        source = parse_domain_xml(xml.replace(f"<disk type='file' device='disk'><source file='{tmp_path}/gone.img'/>"
+                                              "<target dev='vdb' bus='virtio'/></disk>", ""))
+        attach_remote_disks(source, uri, SourceSpec(input="libvirt", uri=uri, domain="kvt-remote", **creds))
+        assert [(d.path, d.format) for d in source.disks] == [(f"ssh://root@127.0.0.1:{sshd.port}{guest.disk}", "raw")]
+        with open_disks(source, str(tmp_path / "w")) as opened:
+            assert opened[0].image.virtual_size == guest.disk.stat().st_size
+        # without SSH credentials the metadata stays, and the disks are refused when opened
+        bare = parse_domain_xml(xml.replace(f"<disk type='file' device='disk'><source file='{tmp_path}/gone.img'/>"
+                                            "<target dev='vdb' bus='virtio'/></disk>", ""))
+        attach_remote_disks(bare, uri, SourceSpec(input="libvirt", uri=uri, domain="kvt-remote"))
+        assert bare.disks[0].path == f"qemu+ssh://root@127.0.0.1:{sshd.port}{guest.disk}"
+        with (pytest.raises(NotSupportedError, match="disks of remote libvirt domains are not supported yet"),
+              open_disks(bare, str(tmp_path / "w"))):
+            pass
+    assert list((tmp_path / "w").iterdir()) == []

@@ -12,10 +12,17 @@ Like virt-v2v's ``-i libvirt``:
   operation (even ``inspect_os: false``): its disks are changing under us.
   virt-v2v refuses it the same way. Shut it down first;
 - disks of a domain on a local URI are read directly (files, block devices,
-  NBD). Disks of a domain on a remote URI (one with a host) cannot be read
-  yet: the metadata loads (so ``inspect_guest`` with ``inspect_os: false``
-  works), and opening the disks fails with :class:`NotSupportedError`.
-  Their paths are shown as ``<scheme>://[user@]host/path``.
+  NBD);
+- on a remote ``+ssh`` URI (``qemu+ssh://``, ``xen+ssh://``) with
+  ``password`` or ``private_key`` given, the disk files are read over SSH
+  like an ESXi datastore (:mod:`.vmx_ssh`): the host key is verified against
+  ``ssh_host_key``/``known_hosts``, each disk must be a regular file, and
+  ``nbdkit -r ssh`` serves it while the disks are open. libvirt's own
+  connection uses the system's ssh client and its configuration;
+- otherwise disks of a domain on a remote URI cannot be read yet: the
+  metadata loads (so ``inspect_guest`` with ``inspect_os: false`` works), and
+  opening the disks fails with :class:`NotSupportedError`. Their paths are
+  shown as ``<scheme>://[user@]host/path``.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v import storage
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import (
@@ -36,6 +43,12 @@ from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import (
 )
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs.libvirtxml import parse_domain_xml
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs.vmx_ssh import (
+    SshCredentials,
+    SshDiskServer,
+    SshLocation,
+    SshSession,
+)
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import Source
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.xmlsupport import etree, safe_parser
 
@@ -160,9 +173,39 @@ def load(spec: SourceSpec) -> Source:
             raise
     source.input = "libvirt"
     if is_remote_uri(uri):
-        for disk in source.disks:
-            if "://" in disk.path:
-                continue
+        attach_remote_disks(source, uri, spec)
+    return source
+
+
+def attach_remote_disks(source: Source, uri: str, spec: SourceSpec) -> None:
+    """Make the disks of a domain on a remote host readable over SSH, or refuse them when opened."""
+    remote = [disk for disk in source.disks if "://" not in disk.path]
+    if not remote:
+        return
+    parts = urlsplit(uri)
+    if not parts.scheme.endswith("+ssh") or not (spec.password or spec.private_key):
+        for disk in remote:
             disk.path = _remote_disk_uri(uri, disk.path)
             storage.register_disk_server(disk.path, RemoteDiskRefusal(uri=uri, path=disk.path))
-    return source
+        return
+    host = SshLocation(user=unquote(parts.username or "root"), host=str(parts.hostname), port=parts.port or 22,
+                       path="/")
+    credentials = SshCredentials(ssh_host_key=spec.ssh_host_key, known_hosts=spec.known_hosts,
+                                 password=spec.password, private_key=spec.private_key)
+    with SshSession(host, credentials) as session:
+        known_hosts_line = session.known_hosts_line()
+        for disk in remote:
+            location = host.with_path(disk.path)
+            if session.size(disk.path) is None:
+                raise SourceError(f"disk {disk.path!r} of domain {source.name!r} does not exist on {host.host}",
+                                  subject=uri, hint="Check the domain's disk paths on that host")
+            size = session.regular_file_size(disk.path)
+            if size is None:
+                raise NotSupportedError(f"disk {disk.path!r} of domain {source.name!r} is not a regular file on "
+                                        f"{host.host} (a block device or volume), which cannot be read over SSH yet",
+                                        subject=uri, hint="Copy it into a file first")
+            disk.path = location.url
+            disk.format = disk.format or "raw"
+            disk.size_bytes = disk.size_bytes or size
+            storage.register_disk_server(disk.path, SshDiskServer(location=location, credentials=credentials,
+                                                                  known_hosts_line=known_hosts_line))

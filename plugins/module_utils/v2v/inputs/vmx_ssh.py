@@ -277,6 +277,16 @@ class SshSession:
         with self.sftp.open(path, "rb") as handle:
             return handle.read(min(info.st_size or limit, limit))
 
+    def regular_file_size(self, path: str) -> int | None:
+        """The size of a regular remote file; ``None`` if it is missing or something else."""
+        try:
+            info = self.sftp.stat(path)
+        except OSError:
+            return None
+        if info.st_mode is None or not stat.S_ISREG(info.st_mode):
+            return None
+        return info.st_size
+
     def size(self, path: str) -> int | None:
         try:
             return self.sftp.stat(path).st_size
