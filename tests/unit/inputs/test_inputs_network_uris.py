@@ -60,8 +60,8 @@ def test_json_spec_names_the_format_and_never_opens_a_remote_backing_file() -> N
 
 def test_ssh_urls() -> None:
     loc = parse_ssh_url("ssh://esxi.example/vmfs/volumes/datastore1/my%20vm/my%20vm.vmx")
-    assert (loc.user, loc.host, loc.port, loc.path) == ("root", "esxi.example", 22,
-                                                         "/vmfs/volumes/datastore1/my vm/my vm.vmx")
+    expected = ("root", "esxi.example", 22, "/vmfs/volumes/datastore1/my vm/my vm.vmx")
+    assert (loc.user, loc.host, loc.port, loc.path) == expected
     assert loc.known_hosts_name == "esxi.example"
     assert loc.url == "ssh://root@esxi.example/vmfs/volumes/datastore1/my%20vm/my%20vm.vmx"
     other = parse_ssh_url("ssh://admin@10.1.1.1:2222/vmfs/volumes/ds/vm/vm.vmx")
