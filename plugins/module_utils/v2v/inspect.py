@@ -239,13 +239,19 @@ def _init_system(g: Any) -> str | None:
 def _firmware_in_use(g: Any, mountpoints: dict[str, str]) -> str:
     if "/boot/efi" in mountpoints or "/efi" in mountpoints:
         return "uefi"
+    # parted is slow in the appliance (seconds per call under TCG): ask once per disk, not per partition.
+    table_types: dict[str, str | None] = {}
     for partition in g.list_partitions():
         try:
-            if g.part_get_parttype(g.part_to_dev(partition)) != "gpt":
+            device = g.part_to_dev(partition)
+            if device not in table_types:
+                table_types[device] = g.part_get_parttype(device)
+            if table_types[device] != "gpt":
                 continue
-            if g.part_get_gpt_type(g.part_to_dev(partition), g.part_to_partnum(partition)).upper() == ESP_GPT_TYPE:
+            if g.part_get_gpt_type(device, g.part_to_partnum(partition)).upper() == ESP_GPT_TYPE:
                 return "uefi"
         except RuntimeError:
+            table_types.setdefault(partition, None)
             continue
     return "bios"
 
@@ -379,18 +385,53 @@ def _filesystem_state_findings(g: Any, fs_types: dict[str, str]) -> list[Finding
     return findings
 
 
+def _vfs_type(g: Any, device: str) -> str:
+    try:
+        return g.vfs_type(device)
+    except RuntimeError:
+        return ""
+
+
+def list_filesystems(g: Any) -> dict[str, str]:
+    """Every filesystem-like device and its type, like ``guestfs.list_filesystems`` but cheaper.
+
+    libguestfs' own call also scans for Windows dynamic disks and btrfs
+    subvolumes and costs tens of seconds under TCG; ``inspect_os`` does that
+    scan anyway. Here: whole disks without partitions, partitions (extended
+    ones have no type and are left out), opened LUKS volumes, MD arrays and
+    logical volumes when a device says it holds them. Types are blkid's (``crypto_LUKS``, ``swap``,
+    ``LVM2_member``, ...); an unrecognised device is ``unknown``.
+    """
+    partitions = list(g.list_partitions())
+    partitioned = {g.part_to_dev(p) for p in partitions}
+    candidates = [d for d in g.list_devices() if d not in partitioned] + partitions
+    found: dict[str, str] = {}
+    for device in candidates:
+        kind = _vfs_type(g, device)
+        if kind or device not in partitions:
+            found[device] = kind or "unknown"
+    # Stacked devices, only when something says they exist: opened LUKS volumes
+    # (device-mapper), MD arrays, then logical volumes on any of those.
+    for kind, lister in (("crypto_LUKS", g.list_dm_devices), ("linux_raid_member", g.list_md_devices),
+                         ("LVM2_member", g.lvs)):
+        if kind in found.values():
+            for device in lister():
+                found[device] = _vfs_type(g, device) or "unknown"
+    return found
+
+
 def inspect_guest_os(g: Any, options: InspectOptions, *, mount_readonly: bool = True,
                      look_in_initramfs: bool = True) -> Inspection:
     """Inspect the launched handle: find, choose and mount the root, collect facts and findings."""
     findings: list[Finding] = []
     # Listing filesystems probes every device: slow under TCG, so once (again after LUKS opens).
-    fs_types: dict[str, str] = g.list_filesystems()
+    fs_types = list_filesystems(g)
     if any(k == "crypto_LUKS" for k in fs_types.values()):
         opened, luks_findings = open_luks(g, options.luks_keys, fs_types)
         findings.extend(luks_findings)
         luks_devices = [dev for dev, kind in fs_types.items() if kind == "crypto_LUKS"]
         if opened:
-            fs_types = g.list_filesystems()
+            fs_types = list_filesystems(g)
     else:
         luks_devices = []
     roots = list(g.inspect_os())
