@@ -8,7 +8,7 @@ root=$PWD
 # Debian package names; bindep.txt lists the same for RPM systems.
 debs=(libguestfs-tools python3-guestfs linux-image-amd64 qemu-system-x86 qemu-utils
       nbdkit libnbd-bin python3-libnbd libvirt-daemon-system libvirt-clients python3-libvirt
-      libhivex-bin python3-hivex openssh-server virt-v2v debootstrap python3-venv
+      libhivex-bin python3-hivex openssh-server openssh-client openssl virt-v2v debootstrap python3-venv
       xz-utils gzip ovmf git rsync shellcheck libxml2-utils)
 missing=()
 for p in "${debs[@]}"; do

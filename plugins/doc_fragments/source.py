@@ -24,7 +24,9 @@ options:
         C(+ssh) URIs are read over SSH when O(password) or O(private_key) is set (host key checked as for
         O(input=vmx) over SSH); disks on other remote URIs cannot be read yet, only their metadata
         (M(kvmigrate.v2v.inspect_guest) with C(inspect_os=false)).
-      - V(p2v) is not supported yet and fails with a message saying so.
+      - V(p2v) is a P2V session directory (C(/tmp/virt-p2v-YYYYMMDD-XXXXXXXX)) that
+        M(kvmigrate.v2v.prepare_p2v_host) created on this conversion server; the disks are read through the
+        forwarded NBD ports on loopback, and C(status) and C(virt-v2v-conversion-log.txt) are written into it.
     type: str
     required: true
     choices: [disk, ova, vmx, libvirtxml, libvirt, p2v]

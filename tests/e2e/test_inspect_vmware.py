@@ -70,7 +70,8 @@ def test_ova_vmx_and_raw_forms_agree(vmware_guest, tmp_path: Path) -> None:
     assert quick.get("guest") is None
     assert {k: v for k, v in quick["source"].items() if k != "disks"} == \
         {k: v for k, v in src_vmx.items() if k != "disks"}
-    assert [(d["path"], d["bus"]) for d in quick["source"]["disks"]] == [(d["path"], d["bus"]) for d in src_vmx["disks"]]
+    assert [(d["path"], d["bus"]) for d in quick["source"]["disks"]] == \
+        [(d["path"], d["bus"]) for d in src_vmx["disks"]]
 
     after = {form: tree_hashes(path) for form, path in
              (("ova", vmware_guest.ova), ("vmx", vmware_guest.vmx.parent), ("raw", vmware_guest.raw))}

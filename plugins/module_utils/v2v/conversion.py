@@ -13,6 +13,7 @@ run returns ``changed: false`` without starting an appliance.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import os
@@ -87,7 +88,7 @@ class ConvertOptions:
 
 
 def source_fingerprint(spec: SourceSpec, source: Source) -> str:
-    """Identity of the source files: path, size and modification time of each."""
+    """Identity of the source: path, size and modification time of each local file; URI and size of network disks."""
     files = sorted({os.path.realpath(p) for p in spec.paths if "://" not in p}
                    | {os.path.realpath(d.path) for d in source.disks if "://" not in d.path})
     parts = []
@@ -99,6 +100,14 @@ def source_fingerprint(spec: SourceSpec, source: Source) -> str:
         if os.path.isdir(path):
             continue
         parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
+    # Disks read over a network cannot be stat'ed: their URI and size stand for them.
+    parts += sorted(f"{d.path}:{d.size_bytes}" for d in source.disks if "://" in d.path)
+    if spec.input == "p2v":
+        # A P2V session directory: the machine description and the session's start time identify it.
+        session = spec.single_path()
+        for name in ("physical.xml", "time"):
+            with contextlib.suppress(OSError), open(os.path.join(session, name), "rb") as handle:
+                parts.append(f"{name}:{hashlib.sha256(handle.read()).hexdigest()}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 

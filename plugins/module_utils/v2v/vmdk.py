@@ -91,6 +91,8 @@ def read_vmdk_info(path: str, offset: int = 0) -> VmdkInfo | None:
         if b"# Disk DescriptorFile" not in head and b"createType" not in head:
             return None
         body = head + handle.read(_DESCRIPTOR_MAX - len(head))
-        if b"\0" in body:
+        # Descriptor files are often NUL-padded to a sector; anything but NULs after the text is not one.
+        text, _, padding = body.partition(b"\0")
+        if padding.strip(b"\0"):
             return None
-        return parse_descriptor(body.decode("utf-8", "replace"))
+        return parse_descriptor(text.decode("utf-8", "replace"))

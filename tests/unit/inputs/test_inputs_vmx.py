@@ -266,3 +266,13 @@ def test_vmdk_descriptor_and_sparse_header(tmp_path: Path) -> None:
     raw = tmp_path / "raw.img"
     raw.write_bytes(b"\0" * 1024)
     assert read_vmdk_info(str(raw)) is None
+
+
+def test_text_descriptor_padded_with_nuls(tmp_path: Path) -> None:
+    padded = tmp_path / "padded.vmdk"
+    padded.write_bytes(DESCRIPTOR.format(parent="ffffffff", hint="").encode().ljust(4096, b"\0"))
+    info = read_vmdk_info(str(padded))
+    assert info is not None and info.size_bytes == 41943040 * 512
+    binary = tmp_path / "binary.img"
+    binary.write_bytes(b"# Disk DescriptorFile\n\0\0\x7fELF more data")
+    assert read_vmdk_info(str(binary)) is None

@@ -36,6 +36,7 @@ def load(spec: SourceSpec) -> Source:
     disks = []
     for path in paths:
         info = storage.probe_image(path, spec.format)
-        disks.append(SourceDisk(path=os.path.abspath(path), format=info.format, size_bytes=info.virtual_size))
+        where = path if storage.is_network_uri(path) else os.path.abspath(path)
+        disks.append(SourceDisk(path=where, format=info.format, size_bytes=info.virtual_size))
     return Source(name=guest_name_from_path(paths[0]), hypervisor="unknown", input="disk",
                   memory_mb=DEFAULT_MEMORY_MB, vcpus=1, disks=disks)
