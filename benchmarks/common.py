@@ -21,7 +21,7 @@ def timed(action: Callable[[], Any]) -> tuple[float, Any]:
 def alternate(reference: Callable[[], Any], ours: Callable[[], Any], rounds: int) -> tuple[list[float], list[float]]:
     """Time both sides ``rounds`` times, interleaved, so load on the machine hits both alike."""
     ref, our = [], []
-    for _ in range(rounds):
+    for _round in range(rounds):
         ref.append(timed(reference)[0])
         our.append(timed(ours)[0])
     return ref, our

@@ -92,7 +92,7 @@ def read_vmdk_info(path: str, offset: int = 0) -> VmdkInfo | None:
             return None
         body = head + handle.read(_DESCRIPTOR_MAX - len(head))
         # Descriptor files are often NUL-padded to a sector; anything but NULs after the text is not one.
-        text, _, padding = body.partition(b"\0")
+        text, _nul, padding = body.partition(b"\0")
         if padding.strip(b"\0"):
             return None
         return parse_descriptor(text.decode("utf-8", "replace"))
