@@ -55,7 +55,7 @@ options:
 requirements:
   - qemu-system-x86_64 for the KVM probe; libguestfs Python bindings to warm the appliance
 notes:
-  - Always C(changed=false): the appliance cache that warming builds is a cache, not managed state.
+  - "Always C(changed=false): the appliance cache that warming builds is a cache, not managed state."
 seealso:
   - module: kvmigrate.v2v.convert_guest
 """

@@ -100,8 +100,8 @@ def read_conversion_status(work_dir: str, name: str, *, now: float | None = None
     phases = []
     for index, entry in enumerate(starts):
         until = starts[index + 1]["started"] if index + 1 < len(starts) else end
-        phases.append(Phase(name=entry["name"], seconds=round(max(0.0, (until or entry["started"]) - entry["started"]),
-                                                               3)))
+        seconds = max(0.0, (until or entry["started"]) - entry["started"])
+        phases.append(Phase(name=entry["name"], seconds=round(seconds, 3)))
     return ConversionStatus(
         guest=data.get("guest", name), status_file=path, exists=True, state=state, phase=data.get("phase"),
         percent=data.get("percent"), error=data.get("error"), started=started, updated=updated,
