@@ -1,0 +1,94 @@
+"""The four-guest fleet of tests/integration/test_fleet.py, one at a time vs. two at a time.
+
+Both runs go through playbooks/migrate_ova.yml into a directory pool of a
+private libvirtd, with the same guests under different names (so each run
+really converts). Printed: both wall times and their ratio (goal: at most 0.6
+on two cores). The blank disk is blocked by preflight in both runs, as in the
+test. Run with ``python -m benchmarks fleet``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmarks.common import report
+from tests.guests import convertible, phony, vmware_debian
+from tests.libvirtd import define_dir_pool, remove_pool, start_libvirtd
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def fleet(suffix: str) -> list[dict[str, Any]]:
+    rocky, sles, blank = convertible.build("phony-rocky9"), convertible.build("phony-sles15"), phony.blank_disk()
+    vmware = vmware_debian.build("plain")
+
+    def disk(name: str, guest: Any) -> dict[str, Any]:
+        return {"name": f"{name}-{suffix}", "source": {"input": "disk", "path": [str(d) for d in guest.disks],
+                                                       "format": guest.format}}
+
+    return [disk("rocky9", rocky), disk("sles15", sles), disk("blank", blank),
+            {"name": f"deb12-{suffix}", "source": {"input": "ova", "path": str(vmware.ova)}}]
+
+
+def run(tmp: Path, uri: str, pool: str, parallel: int, suffix: str) -> tuple[float, dict[str, Any]]:
+    inventory = tmp / "inventory.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"children": {"conversion_hosts": {"hosts": {"localhost": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}}}))
+    report_dir = tmp / f"report-{suffix}"
+    extra = tmp / f"extra-{suffix}.json"
+    extra.write_text(json.dumps({
+        "kvmigrate_prepare_conversion_hosts": False, "migrate_fail_on_guest_failure": False,
+        "migrate_guests": fleet(suffix), "migrate_parallel": parallel, "migrate_uri": uri, "migrate_pool": pool,
+        "migrate_work_dir": str(tmp / "work"), "migrate_report_dir": str(report_dir), "migrate_poll_interval": 5}))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_COLLECTIONS_PATH=str(REPO / ".collections"), KVMIGRATE_ACCEL="tcg")
+    start = time.monotonic()
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
+                           str(REPO / "playbooks" / "migrate_ova.yml"), "-e", f"@{extra}"],
+                          capture_output=True, text=True, env=env, cwd=REPO, check=False)
+    seconds = time.monotonic() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"the fleet play failed ({proc.returncode}):\n{(proc.stdout + proc.stderr)[-4000:]}")
+    data = json.loads((report_dir / "fleet-report.json").read_text())
+    return seconds, data["summary"]
+
+
+def main() -> None:
+    fleet("warm")  # build (or find) the guests before timing anything
+    daemon = start_libvirtd()
+    try:
+        with tempfile.TemporaryDirectory(prefix="kvmigrate-bench-fleet-", dir="/var/tmp") as tmp_name:
+            tmp = Path(tmp_name)
+            define_dir_pool(daemon, "bench-fleet", tmp / "pool")
+            try:
+                sequential, seq_summary = run(tmp, daemon.uri, "bench-fleet", 1, "seq")
+                parallel, par_summary = run(tmp, daemon.uri, "bench-fleet", 2, "par")
+            finally:
+                for name in daemon.domains():
+                    daemon.virsh("undefine", name, check=False)
+                for volume in daemon.volumes("bench-fleet"):
+                    daemon.virsh("vol-delete", "--pool", "bench-fleet", volume, check=False)
+                remove_pool(daemon, "bench-fleet")
+    finally:
+        daemon.stop()
+    report("fleet", {
+        "guests": "vmware-deb12 (OVA), phony rocky9, phony sles15, blank (blocked)",
+        "sequential seconds (parallel 1)": round(sequential, 1),
+        "two at a time seconds (parallel 2)": round(parallel, 1),
+        "outcomes (each run)": f"{seq_summary} / {par_summary}",
+        "ratio (two at a time / sequential)": round(parallel / sequential, 3),
+        "goal": "<= 0.6",
+    })
+
+
+if __name__ == "__main__":
+    main()
