@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["inspect_vs_virt_inspector", "convert_vs_virt_v2v", "p2v_tunnel"]
+BENCHMARKS = ["inspect_vs_virt_inspector", "convert_vs_virt_v2v", "p2v_tunnel", "fleet"]
 
 
 def main() -> int:
