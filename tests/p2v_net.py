@@ -63,6 +63,21 @@ def netns_processes(netns: str) -> list[str]:
     return found
 
 
+def processes_left(netns: str, *, ignore: tuple[str, ...] = (), timeout: float = 20.0) -> list[str]:
+    """The processes still in ``netns`` (minus ``ignore`` matches) once it settles.
+
+    Ansible's async_wrapper watcher checks its module every 5 seconds, so it can
+    outlive a finished job by that much; waiting a bounded time for the namespace
+    to empty tells a lingering watcher from a process that was really left behind.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [p for p in netns_processes(netns) if not any(i in p for i in ignore)]
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.5)
+
+
 def listening_ports(netns: str) -> list[str]:
     """TCP listeners in ``netns`` as 'addr:port' (from ss)."""
     out = _run("ip", "netns", "exec", netns, "ss", "-Htln", check=False).stdout

@@ -23,7 +23,7 @@ import pytest
 
 from tests.guests import convertible
 from tests.hashing import sha256
-from tests.p2v_net import REPO, listening_ports, netns_processes, p2v_network, run_tasks_in_netns, sshd_in_netns
+from tests.p2v_net import REPO, listening_ports, netns_processes, p2v_network, processes_left, run_tasks_in_netns, sshd_in_netns
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +92,7 @@ def test_connection_killed_mid_copy(tmp_path: Path) -> None:
         assert netns_processes(net.physical) == []
         assert fail_marker.read_text() == "failed\n"
         assert [p for p in listening_ports(net.server) if p.startswith("127.0.0.1:")] == []
-        left = [p for p in netns_processes(net.server) if "sshd" not in p]
+        left = processes_left(net.server, ignore=("sshd",))
         assert left == []
         state = json.loads((tmp_path / "state" / "session.json").read_text())
         assert state["state"] == "disconnected"

@@ -21,7 +21,7 @@ import yaml
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.p2v.cmdline import parse_kernel_cmdline
 from tests.guests import convertible
 from tests.hashing import sha256
-from tests.p2v_net import REPO, listening_ports, netns_processes, p2v_network, sshd_in_netns
+from tests.p2v_net import REPO, listening_ports, p2v_network, processes_left, sshd_in_netns
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +74,7 @@ def test_batch_p2v_reports_each_machine(tmp_path: Path) -> None:
         assert json.loads((Path(db["remote_dir"]) / "status").read_text())["state"] == "done"
         assert "network=\"prod\"" in (Path(db["remote_dir"]) / "physical.xml").read_text()
         assert "rack1-web -> rack1-web on conv1: FAILED" in (tmp_path / "p2v-report.txt").read_text()
-        assert [p for p in netns_processes(net.server) if "sshd" not in p] == []
+        assert processes_left(net.server, ignore=("sshd",)) == []
         assert [p for p in listening_ports(net.server) if p.startswith("127.0.0.1:")] == []
         assert sshd.client_key.splitlines()[1] not in run.stdout
         shutil.rmtree(db["remote_dir"])
