@@ -23,7 +23,15 @@ import pytest
 
 from tests.guests import convertible
 from tests.hashing import sha256
-from tests.p2v_net import REPO, listening_ports, netns_processes, p2v_network, processes_left, run_tasks_in_netns, sshd_in_netns
+from tests.p2v_net import (
+    REPO,
+    listening_ports,
+    netns_processes,
+    p2v_network,
+    processes_left,
+    run_tasks_in_netns,
+    sshd_in_netns,
+)
 
 pytestmark = pytest.mark.integration
 
