@@ -43,7 +43,7 @@ options:
       - V(local) writes disks and a libvirt domain XML to O(output_dir).
       - V(qemu) writes disks and a runnable shell script with the qemu command line to O(output_dir).
       - V(null) converts in the overlay and discards the result, proving that the guest converts.
-      - V(libvirt) uploads the disks as volumes into the storage pool O(pool) on O(uri) (any pool type
+      - V(libvirt) uploads the disks as volumes into the storage pool O(pool) on O(output_uri) (any pool type
         libvirt supports; block pools get raw volumes) and defines the domain there, optionally starting
         it (O(start)). The domain's serial console is logged to
         C(/var/log/libvirt/qemu/<name>-serial.log) on that host.
@@ -85,8 +85,10 @@ options:
     description: How many disks are copied at once.
     type: int
     default: 1
-  uri:
-    description: The libvirt connection URI for O(output=libvirt) (local or remote).
+  output_uri:
+    description:
+      - The libvirt connection URI for O(output=libvirt) (local or remote), like virt-v2v's C(-oc).
+      - Separate from the source's O(uri), so a domain read from one hypervisor can be defined on another.
     type: str
     default: qemu:///system
   pool:
@@ -94,7 +96,10 @@ options:
     type: str
     default: default
   start:
-    description: Start the domain after defining it (O(output=libvirt)).
+    description:
+      - Start the domain after defining it (O(output=libvirt)).
+      - Not part of what is converted - when the output is already up to date, V(true) starts a stopped
+        domain without converting again (C(changed=true)), and V(false) leaves the domain as it is.
     type: bool
     default: false
   force:
@@ -216,7 +221,7 @@ ARGUMENT_SPEC = {
     "bridges": {"type": "dict", "default": {}},
     "block_driver": {"type": "str", "default": "virtio-blk", "choices": ["virtio-blk", "virtio-scsi"]},
     "parallel": {"type": "int", "default": 1},
-    "uri": {"type": "str", "default": "qemu:///system"},
+    "output_uri": {"type": "str", "default": "qemu:///system"},
     "pool": {"type": "str", "default": "default"},
     "start": {"type": "bool", "default": False},
     "force": {"type": "bool", "default": False},
@@ -230,7 +235,7 @@ def main() -> None:
     options = ConvertOptions(output=p["output"], output_dir=p["output_dir"], name=p["name"],
                              output_format=p["output_format"], allocation=p["allocation"],
                              networks=p["networks"], bridges=p["bridges"], block_driver=p["block_driver"],
-                             parallel=p["parallel"], force=p["force"], uri=p["uri"], pool=p["pool"],
+                             parallel=p["parallel"], force=p["force"], output_uri=p["output_uri"], pool=p["pool"],
                              start=p["start"])
     run_module(module, lambda: run_convert(source_spec_from_params(p), options, check_mode=module.check_mode))
 

@@ -64,7 +64,7 @@ def test_convert_into_pool_boot_shutdown_remove(pool_kind: str, vmware_guest, li
     name = f"deb12-{pool_kind}"
     sources = tree_hashes(vmware_guest.ova)
     convert = {"kvmigrate.v2v.convert_guest": {
-        "input": "ova", "path": str(vmware_guest.ova), "output": "libvirt", "uri": libvirtd.uri, "pool": pool,
+        "input": "ova", "path": str(vmware_guest.ova), "output": "libvirt", "output_uri": libvirtd.uri, "pool": pool,
         "name": name, "start": True, "work_dir": str(tmp_path / "work"),
         "bridges": {"VM Network": isolated_bridge}}}
     run = run_tasks([{"name": "convert", **convert, "register": "conv"}], tmp_path)
@@ -92,6 +92,20 @@ def test_convert_into_pool_boot_shutdown_remove(pool_kind: str, vmware_guest, li
     assert not down.get("failed"), down.get("msg")
     assert down["domain"]["state"] == "shutdown"
     assert libvirtd.virsh("domstate", name).stdout.strip() == "shut off"
+
+    # start is not part of the conversion: without it nothing changes; with it the stopped domain
+    # starts (check mode only says so), and neither converts again (no appliance: no inspect phase).
+    unstarted = {"kvmigrate.v2v.convert_guest": {**convert["kvmigrate.v2v.convert_guest"], "start": False}}
+    kept = run_tasks([{"name": "convert, no start", **unstarted, "register": "kept"},
+                      {"name": "start (check)", **convert, "check_mode": True, "register": "would"}], tmp_path)
+    assert kept.results["kept"]["changed"] is False, kept.output
+    would = kept.results["would"]
+    assert would["changed"] is True and would["target"]["actions"] == ["start"], would
+    assert libvirtd.virsh("domstate", name).stdout.strip() == "shut off"
+    started = run_tasks([{"name": "start", **convert, "register": "restarted"}], tmp_path).results["restarted"]
+    assert started["changed"] is True and started["target"]["domain"]["state"] == "running", started
+    assert "inspect" not in [p["name"] for p in started["phases"]]
+    assert libvirtd.virsh("domstate", name).stdout.strip() == "running"
 
     removed = run_tasks([
         {"name": "remove", "kvmigrate.v2v.define_domain": {"uri": libvirtd.uri, "name": name, "state": "absent",

@@ -76,5 +76,5 @@ def test_missing_pool_fails_before_the_appliance(libvirtd, tmp_path: Path) -> No
     guest = phony.build("phony-debian12")
     with pytest.raises(V2VError, match="no-such-pool"):
         run_convert(SourceSpec(input="disk", path=[str(guest.disks[0])], work_dir=str(tmp_path / "w")),
-                    ConvertOptions(output="libvirt", uri=libvirtd.uri, pool="no-such-pool"))
+                    ConvertOptions(output="libvirt", output_uri=libvirtd.uri, pool="no-such-pool"))
     assert not list((tmp_path / "w").glob("kvmigrate-open-*"))

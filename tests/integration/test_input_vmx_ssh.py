@@ -180,6 +180,24 @@ def test_snapshots_are_refused(sshd: PrivateSshd, tmp_path: Path) -> None:
                                ssh_host_key=sshd.host_key_fingerprint))
 
 
+def test_convert_guest_check_mode_over_ssh(sshd: PrivateSshd, vmware_guest: VMwareGuest, tmp_path: Path) -> None:
+    """Through the module: the source's ssh:// path is not overridden by the output's URI option."""
+    before = sha256(vmware_guest.vmx_flat)
+    out, work = tmp_path / "out", tmp_path / "work"
+    run = run_tasks([{"name": "plan over ssh", "check_mode": True, "kvmigrate.v2v.convert_guest": {
+        "input": "vmx", "path": sshd.url(str(vmware_guest.vmx)), "password": PASSWORD,
+        "ssh_host_key": sshd.host_key_fingerprint, "work_dir": str(work), "output": "local",
+        "output_dir": str(out)}, "register": "plan"}], tmp_path)
+    plan = run.results["plan"]
+    assert run.rc == 0 and not plan.get("failed"), plan.get("msg", run.output)
+    assert plan["changed"] is True and plan["source"]["disks"][0]["path"] == sshd.url(str(vmware_guest.vmx_flat))
+    assert plan["guest"]["distro"] == "debian" and plan["plan"]["domain_xml"]
+    assert not out.exists() or list(out.iterdir()) == []
+    assert PASSWORD not in json.dumps(run.results) and PASSWORD not in run.output
+    assert sha256(vmware_guest.vmx_flat) == before
+    assert leftovers() == [] and nbdkit_ssh_processes() == []
+
+
 @pytest.mark.e2e  # a real conversion of the real guest: minutes under TCG
 def test_convert_over_ssh_to_local(sshd: PrivateSshd, vmware_guest: VMwareGuest, tmp_path: Path) -> None:
     """The whole pipeline, the copy included, reads the flat extent through nbdkit ssh."""

@@ -16,6 +16,7 @@ from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import (
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import (
     Finding,
     Firmware,
+    GuestInfo,
     Result,
     Severity,
     Source,
@@ -46,6 +47,8 @@ def test_result_drops_empty_parts_but_keeps_changed() -> None:
     assert data == {"changed": False, "findings": [
         {"severity": "blocker", "code": "no-os", "message": "none", "subject": None}], "warnings": []}
     assert finding.is_blocker
+    clean = Result(guest=GuestInfo(root="/dev/sda1", os_type="linux")).to_dict()
+    assert clean["findings"] == [] and clean["guest"]["root"] == "/dev/sda1"
 
 
 def test_errors_say_what_and_what_to_do() -> None:

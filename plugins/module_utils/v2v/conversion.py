@@ -48,6 +48,7 @@ from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.outputs.libvirt 
     LibvirtOutputOptions,
     LibvirtOutputPlan,
     plan_libvirt_output,
+    start_current_output,
     write_libvirt_output,
 )
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.outputs.qemu_cmd import (
@@ -79,12 +80,13 @@ class ConvertOptions:
     parallel: int = 1
     force: bool = False
     domain_type: str | None = None
-    uri: str = "qemu:///system"
+    output_uri: str = "qemu:///system"
     pool: str = "default"
     start: bool = False
 
     def fingerprint_fields(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k not in ("force", "parallel")}
+        # Not part of what is converted: forcing, copy parallelism, and whether the domain is started.
+        return {k: v for k, v in asdict(self).items() if k not in ("force", "parallel", "start")}
 
 
 def source_fingerprint(spec: SourceSpec, source: Source) -> str:
@@ -153,7 +155,7 @@ class ConversionRun:
 
     # -- idempotency -------------------------------------------------------
     def _libvirt_options(self) -> LibvirtOutputOptions:
-        return LibvirtOutputOptions(uri=self.options.uri, pool=self.options.pool, start=self.options.start,
+        return LibvirtOutputOptions(uri=self.options.output_uri, pool=self.options.pool, start=self.options.start,
                                     force=self.options.force)
 
     def _current_record(self, source: Source, fingerprint: str) -> dict[str, Any] | None:
@@ -188,8 +190,11 @@ class ConversionRun:
             self.libvirt_plan = plan_libvirt_output(
                 self._libvirt_options(), self._name(source), self._target_disks(source), fingerprint,
                 output_format=self.options.output_format)
-            if self.libvirt_plan.current is not None:
-                self.result.target = self.libvirt_plan.current.to_dict()
+            current = self.libvirt_plan.current
+            if current is not None:
+                self.result.changed = start_current_output(self._libvirt_options(), current,
+                                                           check_mode=self.check_mode)
+                self.result.target = current.to_dict()
                 return self.result
         record = self._current_record(source, fingerprint)
         if record is not None:

@@ -239,6 +239,7 @@ class Result(Serializable):
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        # Leave out what a module did not produce, so results stay readable.
-        return {k: v for k, v in super().to_dict().items() if v not in (None, [], {})
-                or k in ("changed", "warnings")}
+        # Leave out what a module did not produce, so results stay readable; an inspected guest
+        # always has its findings, even none (playbooks filter them without a default).
+        keep = ("changed", "warnings", "findings") if self.guest is not None else ("changed", "warnings")
+        return {k: v for k, v in super().to_dict().items() if v not in (None, [], {}) or k in keep}

@@ -565,6 +565,25 @@ def plan_libvirt_output(options: LibvirtOutputOptions, name: str, disks: list[Ta
         return plan
 
 
+def start_current_output(options: LibvirtOutputOptions, current: LibvirtTarget, *, check_mode: bool = False,
+                         conn: Connection | None = None) -> bool:
+    """Start the domain of an up-to-date output when ``options.start`` asks for it; True when it was (or would be).
+
+    ``start`` is not part of the conversion's fingerprint: asking for a start
+    of a domain that is already converted starts it, without converting again.
+    """
+    if not options.start:
+        return False
+    with connection(options.uri, conn) as c:
+        name = current.domain.get("name") or ""
+        started = ensure_domain(DomainRequest(uri=options.uri, name=name, state="running", check_mode=check_mode),
+                                conn=c)
+    if started.changed:
+        current.actions = list(started.actions)
+        current.domain = started.domain
+    return started.changed
+
+
 def write_libvirt_output(options: LibvirtOutputOptions, name: str, disks: list[TargetDisk], domain_xml: str,
                          fingerprint: str, *, progress: Progress | None = None,
                          conn: Connection | None = None) -> LibvirtTarget:
