@@ -81,7 +81,10 @@ options:
     elements: str
   work_dir:
     description:
-      - A directory for temporary files (overlays, unpacked archives). Removed when the module ends.
+      - A directory for temporary files. Overlays are removed when the module ends.
+      - The extraction of a compressed (gzip/xz/bzip2) OVA, and gzip-compressed disks of an OVF, are kept in a
+        private C(ova-<key>) directory under it, so that a later inspect or convert of the same unchanged file
+        does not unpack it again; delete such directories when the migration is done.
     type: path
     default: /var/tmp
 """

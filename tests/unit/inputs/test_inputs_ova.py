@@ -268,6 +268,18 @@ def test_compressed_ova_extraction_is_reused_until_the_ova_changes(build_ova, tm
     assert load(spec).disks[0].path != first
 
 
+def test_compressed_ova_extraction_others_can_write_is_not_reused(build_ova, tmp_path: Path) -> None:
+    """Reuse skips the manifest check, so a cache in a shared work dir must be private to this user."""
+    ova = build_ova({"vm.ovf": ovf("d.vmdk"), "d.vmdk": DISK1}, compression="gz")
+    spec = SourceSpec(input="ova", path=str(ova), work_dir=str(tmp_path / "work"))
+    disk = Path(load(spec).disks[0].path)
+    assert disk.parent.stat().st_mode & 0o777 == 0o700
+    disk.parent.chmod(0o777)
+    disk.write_bytes(b"tampered")  # what another local user could do in /var/tmp
+    assert Path(load(spec).disks[0].path).read_bytes() == DISK1
+    assert disk.parent.stat().st_mode & 0o777 == 0o700
+
+
 def test_failed_extraction_is_removed(build_ova, tmp_path: Path) -> None:
     manifest = f"SHA256(d.vmdk)= {hashlib.sha256(b'not it').hexdigest()}\n"
     ova = build_ova({"vm.ovf": ovf("d.vmdk"), "d.vmdk": DISK1}, compression="gz", manifest=manifest)

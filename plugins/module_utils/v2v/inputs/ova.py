@@ -42,6 +42,7 @@ import os
 import posixpath
 import re
 import shutil
+import stat
 import tarfile
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -660,10 +661,35 @@ def _work_subdir(spec: SourceSpec, why: str, origin: str, tag: str) -> str:
     if not spec.work_dir:
         raise SourceError(f"{why}, which needs a work directory", subject=spec.single_path(),
                           hint="Set the work directory of the conversion (source.work_dir)")
-    stat = os.stat(origin)
-    identity = f"{os.path.realpath(origin)}\0{stat.st_size}\0{stat.st_mtime_ns}\0{tag}"
+    origin_stat = os.stat(origin)
+    identity = f"{os.path.realpath(origin)}\0{origin_stat.st_size}\0{origin_stat.st_mtime_ns}\0{tag}"
     key = hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-    return os.path.join(spec.work_dir, f"ova-{key}")
+    folder = os.path.join(spec.work_dir, f"ova-{key}")
+    _drop_if_foreign(folder)
+    return folder
+
+
+def _drop_if_foreign(folder: str) -> None:
+    """Forget a cached extraction that another user could have written (the work dir may be /var/tmp).
+
+    Reuse skips the manifest check, so it is only safe for a directory that
+    this user made and nobody else can write: anything else is removed, or
+    refused when it cannot be.
+    """
+    try:
+        st = os.lstat(folder)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022:
+        return
+    try:
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(folder)
+        else:
+            os.unlink(folder)
+    except OSError as exc:
+        raise SourceError(f"{folder} is not this user's own private directory and cannot be removed: {exc}",
+                          subject=folder, hint="Remove it, or set another work_dir") from None
 
 
 def _copy(src: BinaryIO, dest_path: str) -> None:
@@ -682,7 +708,7 @@ def _gunzip_disk(package: _Package, name: str, href: str, spec: SourceSpec) -> s
     handle = package.open(name, href)
     if handle is None:
         raise _missing(href, package.label)
-    os.makedirs(folder, exist_ok=True)
+    os.makedirs(folder, mode=0o700, exist_ok=True)
     partial = dest + ".part"
     try:
         with handle, gzip.GzipFile(fileobj=handle) as stream:
@@ -796,7 +822,7 @@ def _load_compressed(path: str, kind: str, spec: SourceSpec) -> Source:
         return load_package(_DirPackage(dest, label=path, links=links), spec, verify=False)
     if os.path.lexists(dest):
         shutil.rmtree(dest)
-    os.makedirs(dest)
+    os.makedirs(dest, mode=0o700)
     try:
         links = extract_ova(path, dest)
         source = load_package(_DirPackage(dest, label=path, links=links), spec)
