@@ -165,7 +165,6 @@ def test_four_guests_two_at_a_time(vmware_guest, blank_disk, libvirtd: PrivateLi
     assert again["summary"] == {"up-to-date": 3, "blocked": 1}
     assert {n: libvirtd.virsh("domuuid", n).stdout.strip() for n in CONVERTED} == uuids
     assert sorted(libvirtd.volumes(fleet_pool)) == sorted(volumes)
-    assert second_seconds < first_seconds / 2
     assert tree_hashes(vmware_guest.ova, *rocky.disks, *sles.disks, *blank_disk.disks) == sources
     print(f"fleet: first run {first_seconds:.0f} s, second run {second_seconds:.0f} s")
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.appliance import Appliance, DriveSpec
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.pipeline import run_inspect
 from tests.guests import phony
 from tests.hashing import sha256
 from tests.playbook import run_tasks
+from tests.unit.inputs.test_inputs_ova import ovf
 
 pytestmark = pytest.mark.integration
 
@@ -82,3 +85,29 @@ def test_module_through_ansible(tmp_path: Path) -> None:
     # test:///default's sample domain runs: a running source is refused, as virt-v2v -i libvirt does
     running = run.results["libvirt"]
     assert running["failed"] and "is running" in running["msg"] and "Shut it down first" in running["msg"]
+
+
+def test_ova_snapshot_chain_inspects_the_snapshot(tmp_path: Path) -> None:
+    """An OVF whose disk is a snapshot delta over its parent, side by side in a directory: the guest as
+    the snapshot left it is inspected (the delta's hostname), through one read-only chain."""
+    guest = phony.build("phony-debian12")
+    folder = tmp_path / "exported"
+    folder.mkdir()
+    subprocess.run(["qemu-img", "convert", "-q", "-f", guest.format, "-O", "vmdk", str(guest.disks[0]),
+                    str(folder / "base.vmdk")], check=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "vmdk", "-F", "vmdk", "-b", "base.vmdk", "base-000001.vmdk"],
+                   check=True, cwd=folder)
+    # What the VM wrote after the snapshot lives only in the delta.
+    with Appliance([DriveSpec(path=str(folder / "base-000001.vmdk"), format="vmdk", readonly=False)]) as g:
+        root = g.inspect_os()[0]
+        g.mount(root, "/")
+        g.write("/etc/hostname", "after-snapshot\n")
+        g.shutdown()
+    (folder / "vm.ovf").write_bytes(ovf("base.vmdk", "base-000001.vmdk", extra_disk="skip-first",
+                                        parent_ref=' ovf:parentRef="vmdisk1"'))
+    before = {f.name: sha256(f) for f in folder.iterdir()}
+    result = run_inspect(SourceSpec(input="ova", path=str(folder), work_dir=str(tmp_path / "work")))
+    assert [Path(d.path).name for d in result.source.disks] == ["base-000001.vmdk"]
+    assert result.guest is not None and result.guest.hostname == "after-snapshot"
+    assert {f.name: sha256(f) for f in folder.iterdir()} == before
+    assert list((tmp_path / "work").iterdir()) == []

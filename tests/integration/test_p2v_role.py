@@ -56,24 +56,24 @@ def test_batch_p2v_reports_each_machine(tmp_path: Path) -> None:
                                  "rack1-web": {"p2v_username": "nobody", "p2v_state_dir": str(tmp_path / "s2")}}},
         }}}))
         extra = {"p2v_private_key": sshd.client_key, "p2v_output": "local", "p2v_output_dir": str(tmp_path / "out"),
-                 "p2v_work_dir": str(tmp_path / "work"), "p2v_report_dir": str(tmp_path),
+                 "p2v_work_dir": str(tmp_path / "work"), "p2v_report_dir": str(tmp_path / "reports"),
                  "p2v_poll_interval": 3, "p2v_parallel": 2, "p2v_networks": {"prod": "default"}}
         (tmp_path / "extra.yml").write_text(yaml.safe_dump(extra))
         run = _playbook(net.server, inventory, "-e", f"@{tmp_path / 'extra.yml'}")
         assert run.returncode != 0, run.stdout[-3000:]  # one machine failed: the play says so at the end
         assert "not converted: rack1-web" in run.stdout, run.stdout[-3000:]
-        report = {r["physical_host"]: r for r in json.loads((tmp_path / "p2v-report.json").read_text())}
+        report = {r["physical_host"]: r for r in json.loads((tmp_path / "reports" / "p2v-report.json").read_text())}
         assert set(report) == {"rack1-db", "rack1-web"}
         db, web = report["rack1-db"], report["rack1-web"]
         assert db["state"] == "converted" and db["name"] == "rackdb", db
         assert db["target"]["disks"][0]["path"] == str(tmp_path / "out/rackdb/rackdb-vda.raw")
         assert [p["name"] for p in db["phases"]][-1] == "output"
-        assert "open-vm-tools" in (tmp_path / "p2v-report.txt").read_text() or db["phases"]
+        assert "open-vm-tools" in (tmp_path / "reports" / "p2v-report.txt").read_text() or db["phases"]
         assert web["state"] == "failed" and web["failed_in"] == "prepare"
         assert "refused the private key of user 'nobody'" in web["message"]
         assert json.loads((Path(db["remote_dir"]) / "status").read_text())["state"] == "done"
         assert "network=\"prod\"" in (Path(db["remote_dir"]) / "physical.xml").read_text()
-        assert "rack1-web -> rack1-web on conv1: FAILED" in (tmp_path / "p2v-report.txt").read_text()
+        assert "rack1-web -> rack1-web on conv1: FAILED" in (tmp_path / "reports" / "p2v-report.txt").read_text()
         assert processes_left(net.server, ignore=("sshd",)) == []
         assert [p for p in listening_ports(net.server) if p.startswith("127.0.0.1:")] == []
         assert sshd.client_key.splitlines()[1] not in run.stdout

@@ -92,6 +92,43 @@ def test_vmdk_snapshot_delta_is_refused(tmp_path: Path) -> None:
         storage.probe_image(str(delta))
 
 
+def test_vmdk_snapshot_chain_in_one_directory_reads_through_the_overlay(tmp_path: Path) -> None:
+    """OVF snapshot chains: a delta over parents in its own directory is read as one disk, read-only."""
+    src = tmp_path / "src"
+    src.mkdir()
+    qemu_img("create", "-q", "-f", "vmdk", str(src / "base.vmdk"), "4M")
+    subprocess.run(["qemu-io", "-f", "vmdk", "-c", "write -P 0x11 1M 64k", str(src / "base.vmdk")],
+                   check=True, capture_output=True)
+    for child, parent in (("base-000001.vmdk", "base.vmdk"), ("base-000002.vmdk", "base-000001.vmdk")):
+        # A relative parent hint, as VMware writes it.
+        subprocess.run(["qemu-img", "create", "-q", "-f", "vmdk", "-F", "vmdk", "-b", parent, child],
+                       check=True, capture_output=True, cwd=src)
+    subprocess.run(["qemu-io", "-f", "vmdk", "-c", "write -P 0x22 0 64k", str(src / "base-000002.vmdk")],
+                   check=True, capture_output=True)
+    before = {f.name: sha256(f) for f in src.iterdir()}
+    delta = src / "base-000002.vmdk"
+    with pytest.raises(UnsafeImageError, match="snapshot delta"):
+        storage.probe_image(str(delta))  # outside an OVF chain: refused as before
+    info = storage.probe_image(str(delta), parents_in_dir=True)
+    assert info.format == "vmdk" and info.virtual_size == 4 * MiB
+    overlay = storage.create_overlay(info, str(tmp_path / "overlay.qcow2"))
+    read = subprocess.run(["qemu-io", "-r", "-f", "qcow2", "-c", "read -P 0x22 0 64k", "-c", "read -P 0x11 1M 64k",
+                           overlay.path], capture_output=True, text=True, check=True)
+    assert "Pattern verification failed" not in read.stdout, read.stdout
+    overlay.remove()
+    assert {f.name: sha256(f) for f in src.iterdir()} == before
+    # a parent elsewhere, or missing, is still refused
+    outside = tmp_path / "outside.vmdk"
+    qemu_img("create", "-q", "-f", "vmdk", str(outside), "4M")
+    subprocess.run(["qemu-img", "create", "-q", "-f", "vmdk", "-F", "vmdk", "-b", "../outside.vmdk", "escape.vmdk"],
+                   check=True, capture_output=True, cwd=src)
+    with pytest.raises(UnsafeImageError, match="not in its own directory"):
+        storage.probe_image(str(src / "escape.vmdk"), parents_in_dir=True)
+    (src / "base.vmdk").unlink()
+    with pytest.raises(SourceError, match=r"parent disk 'base\.vmdk' of this snapshot delta does not exist"):
+        storage.probe_image(str(delta), parents_in_dir=True)
+
+
 def test_unknown_format_and_missing_file(tmp_path: Path) -> None:
     image = tmp_path / "disk.img"
     image.write_bytes(b"\0" * MiB)

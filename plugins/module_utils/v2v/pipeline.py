@@ -75,7 +75,9 @@ def open_disks(source: Source, work_dir: str | None) -> Iterator[list[OpenedDisk
                 server = storage.disk_server(path)
                 if server is not None:
                     path = servers.enter_context(server.serve())
-                image = storage.probe_image(path, disk.format, offset=disk.offset, length=disk.length)
+                # OVF snapshot chains: the OVA loader matched each delta's parent against the OVF.
+                image = storage.probe_image(path, disk.format, offset=disk.offset, length=disk.length,
+                                            parents_in_dir=source.input == "ova")
                 disk.format = image.format
                 disk.size_bytes = image.virtual_size
                 overlay = storage.create_overlay(image, os.path.join(tmp, f"disk{index}.qcow2"))

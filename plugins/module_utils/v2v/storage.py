@@ -11,7 +11,8 @@ would happily open: a guest image could make us read ``/etc/shadow``. So:
   and always passed on explicitly (``-f`` / ``format=``);
 * qcow2 headers naming a backing or data file are refused;
 * a VMDK descriptor whose extents are outside its own directory, or which
-  names a parent (a snapshot delta), is refused;
+  names a parent (a snapshot delta), is refused - except the deltas of an
+  OVF snapshot chain, whose parents must all sit in the delta's own directory;
 * ``qemu-img info`` then double-checks what qemu itself sees.
 
 The source is never opened for writing: all work happens in a qcow2 overlay
@@ -223,19 +224,40 @@ def _check_qcow2_header(path: str, offset: int) -> None:
         pos += 8 + ((ext_len + 7) & ~7)
 
 
-def check_vmdk(path: str, offset: int = 0) -> list[str]:
-    """Refuse snapshot deltas and extents outside the VMDK's directory; return the extent paths."""
+# Longest snapshot chain followed (VMware itself allows 32 levels).
+MAX_CHAIN_DEPTH = 32
+
+
+def check_vmdk(path: str, offset: int = 0, *, parents_in_dir: bool = False, _depth: int = 0) -> list[str]:
+    """Refuse snapshot deltas and extents outside the VMDK's directory; return the extent paths.
+
+    ``parents_in_dir``: accept a snapshot delta whose parent (and the parent's
+    parents, each checked the same way) is a plain file in the same directory
+    - an OVF snapshot chain that its loader already matched against the OVF.
+    """
     if _read_at(path, offset, 4) == _VMDK_COWD_MAGIC:
         raise UnsafeImageError("this is an ESX COWD redo log (a snapshot delta)", subject=path,
                                hint="Consolidate or delete the VM's snapshots first")
     info = read_vmdk_info(path, offset)
     if info is None:
         return []
-    if info.is_delta or info.parent_hint:
-        raise UnsafeImageError(
-            f"the VMDK is a snapshot delta of {info.parent_hint or 'another disk'!r}; refusing to follow its parent",
-            subject=path, hint="Consolidate or delete the VM's snapshots first")
     base = os.path.dirname(os.path.realpath(path))
+    if info.is_delta or info.parent_hint:
+        if not parents_in_dir or offset or not info.parent_hint:
+            raise UnsafeImageError(
+                f"the VMDK is a snapshot delta of {info.parent_hint or 'another disk'!r}; refusing to follow its "
+                "parent", subject=path, hint="Consolidate or delete the VM's snapshots first")
+        parent = os.path.realpath(os.path.join(base, info.parent_hint))
+        if os.path.isabs(info.parent_hint) or os.path.dirname(parent) != base:
+            raise UnsafeImageError(f"the VMDK's parent {info.parent_hint!r} is not in its own directory",
+                                   subject=path, hint="Keep every disk of the snapshot chain side by side")
+        if not os.path.isfile(parent):
+            raise SourceError(f"the parent disk {info.parent_hint!r} of this snapshot delta does not exist",
+                              subject=path, hint="Copy the whole snapshot chain")
+        if _depth >= MAX_CHAIN_DEPTH:
+            raise UnsafeImageError(f"the snapshot chain is longer than {MAX_CHAIN_DEPTH} disks (or loops)",
+                                   subject=path, hint="Consolidate the snapshots first")
+        check_vmdk(parent, parents_in_dir=True, _depth=_depth + 1)
     extents = []
     for name in info.extents:
         target = os.path.realpath(os.path.join(base, name))
@@ -248,12 +270,13 @@ def check_vmdk(path: str, offset: int = 0) -> list[str]:
 
 
 def probe_image(path: str, fmt: str | None = None, *, offset: int | None = None,
-                length: int | None = None) -> ImageInfo:
+                length: int | None = None, parents_in_dir: bool = False) -> ImageInfo:
     """Probe an image safely and return its format and size.
 
     ``fmt`` given by the user is trusted as the format but the header checks
     still run. ``offset``/``length`` describe an image stored inside another
-    file (a disk in an uncompressed OVA).
+    file (a disk in an uncompressed OVA). ``parents_in_dir`` accepts a VMDK
+    snapshot chain kept in one directory (see :func:`check_vmdk`).
     """
     if is_network_uri(path):
         return _probe_network_image(path, fmt)
@@ -272,8 +295,8 @@ def probe_image(path: str, fmt: str | None = None, *, offset: int | None = None,
     if detected == "qcow2":
         _check_qcow2_header(path, start)
     if detected == "vmdk" or fmt == "vmdk":
-        check_vmdk(path, start)
-    info = qemu_img_info(path, fmt, offset=offset, length=length)
+        check_vmdk(path, start, parents_in_dir=parents_in_dir)
+    info = qemu_img_info(path, fmt, offset=offset, length=length, parents_in_dir=parents_in_dir)
     return ImageInfo(path=path, format=fmt, virtual_size=int(info["virtual-size"]),
                      actual_size=info.get("actual-size"), offset=offset, length=length)
 
@@ -304,8 +327,13 @@ def image_json_spec(path: str, fmt: str, *, offset: int | None = None, length: i
     return "json:" + json.dumps(spec)
 
 
-def qemu_img_info(path: str, fmt: str, *, offset: int | None = None, length: int | None = None) -> dict:
-    """``qemu-img info`` with an explicit format; refuse anything that points elsewhere."""
+def qemu_img_info(path: str, fmt: str, *, offset: int | None = None, length: int | None = None,
+                  parents_in_dir: bool = False) -> dict:
+    """``qemu-img info`` with an explicit format; refuse anything that points elsewhere.
+
+    ``parents_in_dir``: a VMDK's parent in its own directory (already checked
+    by :func:`check_vmdk`) is accepted as its backing file.
+    """
     network = is_network_uri(path)
     use_json = network or offset is not None
     target = image_json_spec(path, fmt, offset=offset, length=length) if use_json else path
@@ -322,7 +350,12 @@ def qemu_img_info(path: str, fmt: str, *, offset: int | None = None, length: int
         raise SourceError(f"qemu-img cannot open it as {fmt}: {exc.stderr}", subject=path,
                           hint="Check the file, or pass its real format explicitly") from exc
     info = json.loads(out)
-    if info.get("backing-filename") or info.get("full-backing-filename"):
+    backing = info.get("full-backing-filename") or info.get("backing-filename")
+    if (backing and parents_in_dir and fmt == "vmdk" and offset is None and not network
+            and os.path.dirname(os.path.realpath(os.path.join(os.path.dirname(path), backing)))
+            == os.path.dirname(os.path.realpath(path))):
+        backing = None
+    if backing:
         raise UnsafeImageError(
             f"the image names a backing file ({info.get('backing-filename')!r}); refusing to follow it",
             subject=path, hint="Use a standalone image: 'qemu-img convert' the whole chain into one file first")
