@@ -36,14 +36,14 @@ FLEET = (*CONVERTED, "fleet-blank")
 
 
 def run_playbook(playbook: str, inventory: Path, extra: dict[str, Any], tmp_path: Path, tag: str,
-                 ) -> tuple[int, str, float]:
+                 *args: str) -> tuple[int, str, float]:
     extra_file = tmp_path / f"extra-{tag}.json"
     extra_file.write_text(json.dumps(extra))
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                ANSIBLE_COLLECTIONS_PATH=str(REPO / ".collections"), KVMIGRATE_ACCEL="tcg")
     start = time.monotonic()
     proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
-                           str(REPO / "playbooks" / playbook), "-e", f"@{extra_file}"],
+                           str(REPO / "playbooks" / playbook), "-e", f"@{extra_file}", *args],
                           capture_output=True, text=True, env=env, cwd=REPO, check=False, timeout=1800)
     output = proc.stdout + proc.stderr
     (tmp_path / f"{tag}.log").write_text(output)
@@ -206,3 +206,31 @@ def test_rollback_removes_only_the_failed_guest(libvirtd: PrivateLibvirtd, fleet
     assert "fleet-sles15" in libvirtd.domains()
     assert libvirtd.virsh("domstate", "fleet-sles15").stdout.strip() == "shut off"
     assert "rolled back: destroy, undefine, delete volume" in (report_dir / "fleet-report.txt").read_text()
+
+
+def test_source_secrets_stay_out_of_output_reports_and_status(blank_disk, libvirtd: PrivateLibvirtd,
+                                                              fleet_pool: str, tmp_path: Path) -> None:
+    """source.password / private_key / luks_keys reach convert_guest only: not the play's output (even
+    verbose), not the reports, not the status files."""
+    secrets = {"password": "pw-Secret-4711", "luks_keys": ["luks-Secret-0815"],
+               "private_key": "-----BEGIN OPENSSH PRIVATE KEY-----\nkey-Secret-2342\n"}
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"children": {"conversion_hosts": {"hosts": {"localhost": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}}}))
+    report_dir, work = tmp_path / "report", tmp_path / "work"
+    extra = {
+        "kvmigrate_prepare_conversion_hosts": False, "migrate_fail_on_guest_failure": False,
+        "migrate_guests": [{"name": "fleet-secret", "source": {
+            "input": "disk", "path": [str(d) for d in blank_disk.disks], "format": blank_disk.format, **secrets}}],
+        "migrate_uri": libvirtd.uri, "migrate_pool": fleet_pool, "migrate_work_dir": str(work),
+        "migrate_report_dir": str(report_dir), "migrate_poll_interval": 2,
+    }
+    rc, output, _seconds = run_playbook("migrate_ova.yml", inventory, extra, tmp_path, "secrets", "-vvv")
+    assert rc == 0, output[-4000:]
+    guest = json.loads((report_dir / "fleet-report.json").read_text())["guests"][0]
+    assert guest["status"] == "blocked" and "no-os" in json.dumps(guest), guest
+    texts = {"output": output}
+    texts.update({str(f): f.read_text(errors="replace") for d in (report_dir, work) for f in d.rglob("*")
+                  if f.is_file()})
+    for marker in ("pw-Secret-4711", "luks-Secret-0815", "key-Secret-2342"):
+        assert [name for name, text in texts.items() if marker in text] == [], marker
