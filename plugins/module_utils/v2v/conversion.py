@@ -187,13 +187,13 @@ class ConversionRun:
         if self.options.output == "libvirt":
             fingerprint = hashlib.sha256(json.dumps([fingerprint, self.options.fingerprint_fields()],
                                                     sort_keys=True).encode()).hexdigest()
+            libvirt_options = self._libvirt_options()
             self.libvirt_plan = plan_libvirt_output(
-                self._libvirt_options(), self._name(source), self._target_disks(source), fingerprint,
+                libvirt_options, self._name(source), self._target_disks(source), fingerprint,
                 output_format=self.options.output_format)
             current = self.libvirt_plan.current
             if current is not None:
-                self.result.changed = start_current_output(self._libvirt_options(), current,
-                                                           check_mode=self.check_mode)
+                self.result.changed = start_current_output(libvirt_options, current, check_mode=self.check_mode)
                 self.result.target = current.to_dict()
                 return self.result
         record = self._current_record(source, fingerprint)

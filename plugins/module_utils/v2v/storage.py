@@ -228,6 +228,12 @@ def _check_qcow2_header(path: str, offset: int) -> None:
 MAX_CHAIN_DEPTH = 32
 
 
+def _beside(path: str, name: str) -> bool:
+    """Whether ``name`` (another file, relative to ``path`` or absolute) resolves into ``path``'s own directory."""
+    base = os.path.dirname(os.path.realpath(path))
+    return os.path.dirname(os.path.realpath(os.path.join(base, name))) == base
+
+
 def check_vmdk(path: str, offset: int = 0, *, parents_in_dir: bool = False, _depth: int = 0) -> list[str]:
     """Refuse snapshot deltas and extents outside the VMDK's directory; return the extent paths.
 
@@ -248,7 +254,7 @@ def check_vmdk(path: str, offset: int = 0, *, parents_in_dir: bool = False, _dep
                 f"the VMDK is a snapshot delta of {info.parent_hint or 'another disk'!r}; refusing to follow its "
                 "parent", subject=path, hint="Consolidate or delete the VM's snapshots first")
         parent = os.path.realpath(os.path.join(base, info.parent_hint))
-        if os.path.isabs(info.parent_hint) or os.path.dirname(parent) != base:
+        if os.path.isabs(info.parent_hint) or not _beside(path, info.parent_hint):
             raise UnsafeImageError(f"the VMDK's parent {info.parent_hint!r} is not in its own directory",
                                    subject=path, hint="Keep every disk of the snapshot chain side by side")
         if not os.path.isfile(parent):
@@ -351,9 +357,7 @@ def qemu_img_info(path: str, fmt: str, *, offset: int | None = None, length: int
                           hint="Check the file, or pass its real format explicitly") from exc
     info = json.loads(out)
     backing = info.get("full-backing-filename") or info.get("backing-filename")
-    if (backing and parents_in_dir and fmt == "vmdk" and offset is None and not network
-            and os.path.dirname(os.path.realpath(os.path.join(os.path.dirname(path), backing)))
-            == os.path.dirname(os.path.realpath(path))):
+    if backing and parents_in_dir and fmt == "vmdk" and offset is None and not network and _beside(path, backing):
         backing = None
     if backing:
         raise UnsafeImageError(

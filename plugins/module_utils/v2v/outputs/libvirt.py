@@ -574,10 +574,8 @@ def start_current_output(options: LibvirtOutputOptions, current: LibvirtTarget, 
     """
     if not options.start:
         return False
-    with connection(options.uri, conn) as c:
-        name = current.domain.get("name") or ""
-        started = ensure_domain(DomainRequest(uri=options.uri, name=name, state="running", check_mode=check_mode),
-                                conn=c)
+    started = ensure_domain(DomainRequest(uri=options.uri, name=current.domain.get("name") or "", state="running",
+                                          check_mode=check_mode), conn=conn)
     if started.changed:
         current.actions = list(started.actions)
         current.domain = started.domain
