@@ -89,7 +89,7 @@ state:
   returned: when RV(exists)
   type: str
 phase:
-  description: The current (or last) phase, one of V(open), V(inspect), V(preflight), V(convert), V(trim), V(copy), V(output).
+  description: The current (or last) phase, one of V(queued) (a run with C(max_concurrent) waiting for its slot), V(open), V(inspect), V(preflight), V(convert), V(trim), V(copy), V(output).
   returned: when RV(exists)
   type: str
 percent:

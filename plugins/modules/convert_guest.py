@@ -106,6 +106,25 @@ options:
     description: Convert again even when the output is already up to date.
     type: bool
     default: false
+  max_concurrent:
+    description:
+      - At most this many conversions run at once on the conversion host, among the runs that share
+        O(slot_dir) (a sliding window - as soon as one ends, the next waiting run starts).
+      - A run that has to wait says phase V(queued) in its C(status.json) (rewritten every few seconds) before
+        it opens anything; waiting runs start in the order they arrived. The time spent waiting is the phase
+        C(queued) of RV(phases).
+      - The slot is freed when the run ends, however it ends (the lock goes with the process, also when it is
+        killed). Under C(async), the time spent queued counts towards the job's timeout.
+      - In check mode the runs are throttled too (each inspects in an appliance); the lock files are the only
+        thing check mode creates.
+      - Default (unset) - no limit. Not part of what is converted - changing it does not make an up-to-date
+        output out of date, and an up-to-date guest never waits.
+    type: int
+  slot_dir:
+    description:
+      - The directory of the lock files for O(max_concurrent). Runs throttle each other when they share it.
+      - Default C(kvmigrate-slots) under O(work_dir).
+    type: path
 requirements:
   - libguestfs with its Python bindings, qemu-img, lxml (see the collection's bindep.txt and requirements.txt)
 seealso:
@@ -225,6 +244,8 @@ ARGUMENT_SPEC = {
     "pool": {"type": "str", "default": "default"},
     "start": {"type": "bool", "default": False},
     "force": {"type": "bool", "default": False},
+    "max_concurrent": {"type": "int"},
+    "slot_dir": {"type": "path"},
 }
 
 
@@ -236,7 +257,8 @@ def main() -> None:
                              output_format=p["output_format"], allocation=p["allocation"],
                              networks=p["networks"], bridges=p["bridges"], block_driver=p["block_driver"],
                              parallel=p["parallel"], force=p["force"], output_uri=p["output_uri"], pool=p["pool"],
-                             start=p["start"])
+                             start=p["start"],
+                             max_concurrent=p["max_concurrent"], slot_dir=p["slot_dir"])
     run_module(module, lambda: run_convert(source_spec_from_params(p), options, check_mode=module.check_mode))
 
 

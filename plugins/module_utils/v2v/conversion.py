@@ -61,6 +61,7 @@ from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.pipeline import 
     estimate_copy,
     open_disks,
 )
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.slots import conversion_slot, slot_dir_for
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.status import StatusFile
 
 OUTPUTS = ("local", "qemu", "null", "libvirt")
@@ -83,10 +84,13 @@ class ConvertOptions:
     output_uri: str = "qemu:///system"
     pool: str = "default"
     start: bool = False
+    max_concurrent: int | None = None
+    slot_dir: str | None = None
 
     def fingerprint_fields(self) -> dict[str, Any]:
-        # Not part of what is converted: forcing, copy parallelism, and whether the domain is started.
-        return {k: v for k, v in asdict(self).items() if k not in ("force", "parallel", "start")}
+        # Not part of what is converted: forcing, copy parallelism, whether the domain is started, throttling.
+        return {k: v for k, v in asdict(self).items()
+                if k not in ("force", "parallel", "start", "max_concurrent", "slot_dir")}
 
 
 def source_fingerprint(spec: SourceSpec, source: Source) -> str:
@@ -202,16 +206,20 @@ class ConversionRun:
             self.result.conversion = record.get("conversion", [])
             return self.result
         status = StatusFile(os.path.join(self._work_dir(source), "status.json"), self._name(source))
-        status.update(phase="open", state="running")
-        try:
-            self._convert_and_copy(source, fingerprint, status)
-        except V2VError as exc:
-            if exc.phase is None:
-                exc.phase = status.data.get("phase")
-            status.update(state="failed", error=str(exc))
-            raise
-        status.update(state="check" if self.check_mode else "done", percent=100.0 if not self.check_mode else None)
-        return self.result
+        # At most max_concurrent runs at once (a sliding window): queued before anything is opened.
+        with conversion_slot(self.options.max_concurrent,
+                             self.options.slot_dir or slot_dir_for(self.spec.work_dir or DEFAULT_WORK_DIR),
+                             status, self.clock):
+            status.update(phase="open", state="running")
+            try:
+                self._convert_and_copy(source, fingerprint, status)
+            except V2VError as exc:
+                if exc.phase is None:
+                    exc.phase = status.data.get("phase")
+                status.update(state="failed", error=str(exc))
+                raise
+            status.update(state="check" if self.check_mode else "done", percent=100.0 if not self.check_mode else None)
+            return self.result
 
     def _convert_and_copy(self, source: Source, fingerprint: str, status: StatusFile) -> None:
         with open_disks(source, self.spec.work_dir) as opened:
