@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import re
 import shutil
 import subprocess
 import tempfile
@@ -37,25 +38,68 @@ FREE_INODES_NEEDED = 100
 ESP_GPT_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 VIRTIO_MODULES = ("virtio_blk", "virtio_scsi", "virtio_net", "virtio_pci")
 
-# Installed packages that are a hypervisor's guest tools, by family.
+# Installed packages that are a hypervisor's guest tools, by family. A trailing "*" is a
+# prefix: these families ship many sub-packages (open-vm-tools-desktop, -sdmp, ...).
+# Not here on purpose: kernel-xen (a kernel: it stays, and conversion boots another one),
+# xen-tools (Debian's dom0 tool that creates Xen guests, not a guest tool), and
+# vmware-tools-libraries-* (see convert/linux.py: they replace core libraries).
 HYPERVISOR_PACKAGES: dict[str, tuple[str, ...]] = {
-    "vmware": ("open-vm-tools", "open-vm-tools-desktop", "vmware-tools", "VMwareTools",
-               "vmware-tools-core", "kmod-vmware-tools"),
-    "xen": ("xe-guest-utilities", "xen-tools", "xenstore-utils", "xe-daemon", "kmod-xenpv",
-            "kernel-xen", "xen-guest-agent"),
-    "citrix": ("xe-guest-utilities", "xe-guest-utilities-xenstore"),
-    "virtualbox": ("virtualbox-guest-utils", "virtualbox-guest-x11", "virtualbox-guest-dkms",
-                   "virtualbox-guest-additions", "VirtualBox-guest-additions"),
-    "hyperv": ("hyperv-daemons", "hypervkvpd", "hypervvssd", "hypervfcopyd", "hyperv-tools",
-               "linux-cloud-tools-common", "hv-kvp-daemon-init"),
-    "parallels": ("parallels-tools", "prl-tools"),
+    "vmware": ("open-vm-tools", "open-vm-tools-*", "vmware-tools-*", "VMwareTools", "kmod-vmware-tools*",
+               "vmware-guest-kmp-*", "libvmtools0"),
+    "xen": ("kmod-xenpv*", "xenstore-utils", "xe-daemon", "xen-guest-agent"),
+    "citrix": ("xe-guest-utilities*",),
+    "virtualbox": ("virtualbox-guest-*", "virtualbox-kmp-*", "VirtualBox-guest-additions",
+                   "virtualbox-guest-additions"),
+    "hyperv": ("hyperv-daemons*", "hypervkvpd", "hypervvssd", "hypervfcopyd", "hyperv-tools",
+               "hv-kvp-daemon-init", "linux-cloud-tools-common"),
+    "parallels": ("parallels-tools", "prl-tools*"),
 }
-# Tools installed from a tarball leave files rather than packages.
+# Packages the patterns above match that are not removed: they provide core libraries
+# whose replacements would have to come from the network.
+HYPERVISOR_PACKAGES_KEPT = ("vmware-tools-libraries-*",)
+# Tools installed from a tarball or an ISO leave files rather than packages.
 HYPERVISOR_FILES: dict[str, tuple[str, ...]] = {
     "vmware": ("/etc/vmware-tools/locations", "/usr/bin/vmware-uninstall-tools.pl"),
-    "virtualbox": ("/opt/VBoxGuestAdditions-*/uninstall.sh", "/usr/sbin/vbox-uninstall-guest-additions"),
+    "virtualbox": ("/var/lib/VBoxGuestAdditions/config", "/opt/VBoxGuestAdditions-*/uninstall.sh",
+                   "/usr/sbin/vbox-uninstall-guest-additions"),
     "parallels": ("/usr/lib/parallels-tools/install",),
 }
+# Xen paravirtual drivers: a modprobe alias that names one (``alias eth0 xennet``,
+# ``alias scsi_hostadapter xenblk``) loads a driver that finds no device on KVM.
+XEN_PV_MODULES = ("xennet", "xen-vnif", "xen_vnif", "xenblk", "xen-vbd", "xen_vbd", "xen-netfront",
+                  "xen_netfront", "xen-blkfront", "xen_blkfront", "xen-platform-pci", "xen_platform_pci")
+MODPROBE_FILES = ("/etc/modprobe.conf", "/etc/modprobe.conf.local", "/etc/modules.conf", "/etc/conf.modules",
+                  "/etc/modprobe.d/*")
+XEN_ALIAS = re.compile(r"^[ \t]*alias[ \t]+(\S+)[ \t]+(" + "|".join(re.escape(m) for m in XEN_PV_MODULES)
+                       + r")[ \t]*(?:#.*)?$", re.MULTILINE)
+# SUSE lists the modules of its initrd here; DOMU_INITRD_MODULES is for Xen guests.
+SUSE_KERNEL_SYSCONFIG = "/etc/sysconfig/kernel"
+SUSE_INITRD_VARIABLES = ("INITRD_MODULES", "DOMU_INITRD_MODULES")
+
+
+def hypervisor_family(package: str) -> str | None:
+    """The hypervisor whose guest tools ``package`` is, or None."""
+    for family, patterns in HYPERVISOR_PACKAGES.items():
+        for pattern in patterns:
+            if package == pattern or (pattern.endswith("*") and package.startswith(pattern[:-1])):
+                return family
+    return None
+
+
+def xen_driver_files(g: Any) -> list[str]:
+    """The modprobe and SUSE initrd configuration files that still name a Xen PV driver."""
+    found = []
+    for pattern in MODPROBE_FILES:
+        for path in sorted(_glob(g, pattern)):
+            if g.is_file(path) and XEN_ALIAS.search(_read(g, path) or ""):
+                found.append(path)
+    text = _read(g, SUSE_KERNEL_SYSCONFIG) or ""
+    for variable in SUSE_INITRD_VARIABLES:
+        match = re.search(rf'^\s*{variable}\s*=\s*"([^"]*)"', text, re.MULTILINE)
+        if match and set(match.group(1).split()) & set(XEN_PV_MODULES):
+            found.append(SUSE_KERNEL_SYSCONFIG)
+            break
+    return found
 
 
 @dataclass
@@ -257,20 +301,22 @@ def _firmware_in_use(g: Any, mountpoints: dict[str, str]) -> str:
 
 
 def _hypervisor_tools(g: Any, root: str) -> list[str]:
+    """``family:name`` for each tool package, tarball uninstaller and Xen driver configuration found."""
     found: set[str] = set()
     try:
         apps = g.inspect_list_applications2(root)
     except RuntimeError:
         apps = []
-    names = {app["app2_name"] for app in apps}
-    for family, packages in HYPERVISOR_PACKAGES.items():
-        for package in packages:
-            if package in names:
-                found.add(f"{family}:{package}")
+    for app in apps:
+        family = hypervisor_family(app["app2_name"])
+        if family:
+            found.add(f"{family}:{app['app2_name']}")
     for family, patterns in HYPERVISOR_FILES.items():
         for pattern in patterns:
             if _glob(g, pattern):
                 found.add(f"{family}:{pattern.rsplit('/', 1)[-1]}")
+    for path in xen_driver_files(g):
+        found.add(f"xen:{path}")
     return sorted(found)
 
 

@@ -12,6 +12,8 @@ they include every change.
 
 from __future__ import annotations
 
+import contextlib
+import fnmatch
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -19,6 +21,15 @@ from typing import Any
 
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.convert import devices
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import ConversionError
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inspect import (
+    HYPERVISOR_PACKAGES_KEPT,
+    SUSE_INITRD_VARIABLES,
+    SUSE_KERNEL_SYSCONFIG,
+    XEN_ALIAS,
+    XEN_PV_MODULES,
+    hypervisor_family,
+    xen_driver_files,
+)
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import GuestInfo, GuestKernel, Source
 
 # Storage drivers only: the root filesystem needs them in the initramfs. The
@@ -43,6 +54,113 @@ UDEV_RULES = "/etc/udev/rules.d/70-kvmigrate-net-names.rules"
 FIRSTBOOT_DIR = "/usr/local/lib/kvmigrate"
 FIRSTBOOT_UNIT = "/etc/systemd/system/kvmigrate-firstboot.service"
 _VERSION_SPLIT = re.compile(r"(\d+)")
+
+
+# Hypervisor tools: what their removal reads and runs (detection is in inspect.py).
+DPKG_STATUS = "/var/lib/dpkg/status"
+POLICY_RC_D = "/usr/sbin/policy-rc.d"
+TOOL_REPOSITORY_DIRS = ("/etc/yum.repos.d", "/etc/zypp/repos.d")
+INITTAB = "/etc/inittab"
+VMWARE_UNINSTALLER = "/usr/bin/vmware-uninstall-tools.pl"
+VMWARE_LOCATIONS = "/etc/vmware-tools/locations"
+VMWARE_RAMDISK_ANSWERS = ("RESTORE_RAMDISK_CMD", "RESTORE_RAMDISK_KERNELS", "RESTORE_RAMDISK_ONECALL")
+VMWARE_LEFTOVERS = (VMWARE_UNINSTALLER, VMWARE_LOCATIONS, "/etc/init.d/vmware-tools",
+                    "/usr/lib/vmware-tools", "/etc/systemd/system/vmware-tools.service")
+VBOX_CONFIG = "/var/lib/VBoxGuestAdditions/config"
+VBOX_UNINSTALL_GLOB = "/opt/VBoxGuestAdditions-*/uninstall.sh"
+VBOX_UNINSTALL_LINK = "/usr/sbin/vbox-uninstall-guest-additions"
+VBOX_LEFTOVERS = ("/etc/init.d/vboxadd", "/etc/init.d/vboxadd-service", "/lib/systemd/system/vboxadd*.service",
+                  "/usr/lib/systemd/system/vboxadd*.service", "/etc/systemd/system/vboxadd*.service",
+                  "/lib/modules/*/misc/vbox*.ko*", "/usr/lib/modules/*/misc/vbox*.ko*", VBOX_CONFIG)
+PARALLELS_INSTALLER = "/usr/lib/parallels-tools/install"
+PARALLELS_LEFTOVERS = ("/usr/lib/parallels-tools", "/etc/init.d/prltoolsd", "/usr/lib/systemd/system/prltoolsd.service",
+                       "/etc/systemd/system/prltoolsd.service")
+_NET_ALIAS = re.compile(r"(eth|en)\w*$")
+_VMWARE_BASEURL = re.compile(r"^\s*(baseurl|mirrorlist)\s*=\s*https?://([^/\s]+\.)?vmware\.com/", re.MULTILINE)
+_DEPENDS_FIELD = re.compile(r"^(Pre-Depends|Depends):(.*(?:\n[ \t].*)*)", re.MULTILINE)
+_GETTY_COMMENTED = re.compile(r"^#[ \t]*([1-6]:[2-5]+:respawn:.*getty.*)$", re.MULTILINE)
+
+
+def _rewrite_xen_aliases(text: str, block: str, changes: list[str]) -> tuple[str, int]:
+    """NIC aliases to virtio_net, the first SCSI host adapter alias to the virtio block driver, drop the rest.
+
+    ``changes`` collects what was done, across every file: the converted guest has one
+    disk controller, so only the first ``scsi_hostadapter`` alias of all files is kept.
+    """
+    count = 0
+    first_adapter = not any(c.startswith("alias scsi_hostadapter") and "→" in c for c in changes)
+
+    def replace(match: re.Match[str]) -> str:
+        nonlocal count, first_adapter
+        name, module = match.group(1), match.group(2)
+        count += 1
+        if _NET_ALIAS.match(name):
+            changes.append(f"alias {name} {module} → virtio_net")
+            return f"alias {name} virtio_net"
+        if name.startswith("scsi_hostadapter") and first_adapter:
+            first_adapter = False
+            changes.append(f"alias {name} {module} → {block}")
+            return f"alias {name} {block}"
+        changes.append(f"alias {name} {module} removed")
+        return "\0"
+
+    new = XEN_ALIAS.sub(replace, text)
+    return new.replace("\0\n", "").replace("\0", ""), count
+
+
+def _drop_xen_initrd_modules(text: str) -> tuple[str, int]:
+    count = 0
+
+    def replace(match: re.Match[str]) -> str:
+        nonlocal count
+        modules = match.group(2).split()
+        kept = [m for m in modules if m not in XEN_PV_MODULES]
+        count += len(modules) - len(kept)
+        return f'{match.group(1)}"{" ".join(kept)}"'
+
+    variables = "|".join(SUSE_INITRD_VARIABLES)
+    return re.sub(rf'^(\s*(?:{variables})\s*=\s*)"([^"]*)"', replace, text, flags=re.MULTILINE), count
+
+
+def _disable_vmware_repositories(text: str) -> tuple[str, int]:
+    """``enabled=0`` in each ini section whose baseurl/mirrorlist is on vmware.com."""
+    sections = re.split(r"(?m)^(?=\[)", text)
+    count = 0
+    for index, section in enumerate(sections):
+        if not _VMWARE_BASEURL.search(section):
+            continue
+        if re.search(r"(?m)^\s*enabled\s*=\s*0\s*$", section):
+            continue
+        count += 1
+        if re.search(r"(?m)^\s*enabled\s*=", section):
+            sections[index] = re.sub(r"(?m)^(\s*enabled\s*=\s*).*$", r"\g<1>0", section)
+        else:
+            head, _, rest = section.partition("\n")
+            sections[index] = f"{head}\nenabled=0\n{rest}"
+    return "".join(sections), count
+
+
+def _dpkg_installed_depends(status: str) -> dict[str, list[set[str]]]:
+    """Installed package → its Depends/Pre-Depends as sets of alternatives, from dpkg's status file."""
+    result: dict[str, list[set[str]]] = {}
+    for stanza in re.split(r"\n\s*\n", status):
+        name = re.search(r"^Package:\s*(\S+)", stanza, re.MULTILINE)
+        state = re.search(r"^Status:\s*(.*)$", stanza, re.MULTILINE)
+        if not name or not state or not state.group(1).strip().endswith(" installed"):
+            continue
+        groups = []
+        for match in _DEPENDS_FIELD.finditer(stanza):
+            for group in match.group(2).replace("\n", " ").split(","):
+                names = {re.split(r"[\s(:]", alt.strip(), maxsplit=1)[0] for alt in group.split("|")}
+                names.discard("")
+                if names:
+                    groups.append(names)
+        result[name.group(1)] = groups
+    return result
+
+
+def _uncomment_gettys(text: str) -> tuple[str, int]:
+    return _GETTY_COMMENTED.subn(r"\1", text)
 
 
 @dataclass
@@ -124,33 +242,212 @@ class LinuxConverter:
         return 0
 
     # -- steps ---------------------------------------------------------
+    # -- hypervisor tools ------------------------------------------------
     def remove_hypervisor_tools(self) -> None:
-        tools = self.guest.hypervisor_tools
-        if not tools or not self.options.remove_tools:
-            return
-        packages = sorted({t.split(":", 1)[1] for t in tools if "." not in t.split(":", 1)[1]
-                           and "/" not in t and not t.endswith(".sh")})
-        installed = {a["app2_name"] for a in self._applications()}
-        packages = [p for p in packages if p in installed]
-        if packages:
-            if self.family == "debian":
-                self._run(["/usr/bin/env", "DEBIAN_FRONTEND=noninteractive", "dpkg", "--purge", *packages],
-                          f"removing {', '.join(packages)}")
-            else:
-                self._run(["rpm", "-e", "--nodeps", *packages], f"removing {', '.join(packages)}")
-            self.report.steps.append(f"removed hypervisor tools: {', '.join(packages)}")
-        for uninstaller in ("/usr/bin/vmware-uninstall-tools.pl",
-                            *self.g.glob_expand("/opt/VBoxGuestAdditions-*/uninstall.sh")):
-            if self._exists(uninstaller):
-                self._run([uninstaller], f"running {uninstaller}")
-                self.report.steps.append(f"ran the tools uninstaller {uninstaller}")
+        """Remove every hypervisor's guest tools with the guest's own tools, then its Xen PV driver settings.
+
+        Runs first, before any other edit: the VirtualBox uninstaller puts back
+        configuration files it saved at install time, and package scripts may
+        edit what later steps edit too. Everything runs inside the appliance,
+        which has no network: maintainer scripts that need one fail.
+
+        The Xen PV driver settings are not optional (``remove_tools`` does not
+        keep them): a modprobe alias to ``xennet`` or ``xenblk`` makes the
+        guest load a driver that finds no device on KVM, and keeps the virtio
+        one from being loaded in its place.
+        """
+        if self.options.remove_tools:
+            self._disable_vendor_repositories()
+            self._remove_tool_packages()
+            self._run_tool_uninstallers()
+        self._unconfigure_xen_drivers()
 
     def _applications(self) -> list[dict[str, Any]]:
+        """The guest's installed packages, read again now (an earlier step may have removed some)."""
         try:
             return list(self.g.inspect_list_applications2(self.guest.root))
         except RuntimeError:
             return []
 
+    def _disable_vendor_repositories(self) -> None:
+        """Turn off yum/zypper repositories on vmware.com: the tools come from there, and they are gone."""
+        changed = []
+        for directory in TOOL_REPOSITORY_DIRS:
+            for path in sorted(self.g.glob_expand(f"{directory}/*.repo")):
+                if self._edit(path, _disable_vmware_repositories):
+                    changed.append(path)
+        if changed:
+            self.report.steps.append(f"disabled VMware package repositories in {', '.join(changed)}")
+
+    def _remove_tool_packages(self) -> None:
+        installed = sorted({a["app2_name"] for a in self._applications()})
+        packages = [p for p in installed if hypervisor_family(p)]
+        kept = [p for p in packages if any(fnmatch.fnmatchcase(p, k) for k in HYPERVISOR_PACKAGES_KEPT)]
+        for package in kept:
+            self.report.warnings.append(
+                f"kept {package}: it replaces core libraries, and installing the replacements needs the "
+                "network; remove it in the guest after conversion")
+        packages = [p for p in packages if p not in kept]
+        if packages and self.family == "debian":
+            needed = self._dpkg_needed_by_others(packages)
+            for package, users in sorted(needed.items()):
+                self.report.warnings.append(
+                    f"kept {package}: {', '.join(users)} depends on it (it does nothing on KVM; remove both "
+                    "in the guest if they are not wanted)")
+            packages = [p for p in packages if p not in needed]
+        if not packages:
+            return
+        # A failing package manager is an error, not a warning: its scripts stopped half
+        # way (dpkg then marks the package half-configured and every later apt run asks
+        # for a repair), and the guest would be delivered with tools that were reported
+        # as removed. Conversion works on a throw-away overlay, so stopping costs nothing
+        # and leaves the source as it was.
+        if self.family == "debian":
+            argv = ["/usr/bin/env", "DEBIAN_FRONTEND=noninteractive", "dpkg", "--purge", *packages]
+            with self._services_held():
+                self._remove_with(argv, packages)
+            tool = "dpkg --purge"
+        else:
+            # A Berkeley DB environment left by the source's rpm can make this rpm hang or
+            # fail (RHBZ#1143866); rpm recreates it.
+            for stale in self.g.glob_expand("/var/lib/rpm/__db.00?"):
+                self.g.rm_f(stale)
+            # --nodeps: the tools' own sub-packages go in the same transaction, and nothing
+            # else in a distribution needs them; a dependency check could only stop the
+            # conversion for a package that does nothing on KVM.
+            argv = ["rpm", "-e", "--nodeps", *packages]
+            self._remove_with(argv, packages)
+            tool = "rpm -e"
+        left = sorted(set(packages) & {a["app2_name"] for a in self._applications()})
+        if left:
+            raise ConversionError(f"{' '.join(argv)} succeeded but {', '.join(left)} is still installed",
+                                  subject=self.source.name, hint="See the conversion log; the source was not changed")
+        self.report.steps.append(f"removed hypervisor tools: {', '.join(packages)} (with {tool})")
+        if any(p.startswith("xe-guest-utilities") for p in packages):
+            self._restore_inittab_gettys()
+
+    def _remove_with(self, argv: list[str], packages: list[str]) -> None:
+        try:
+            self._run(argv, f"removing {', '.join(packages)}")
+        except ConversionError as exc:
+            raise ConversionError(
+                f"the guest's package manager could not remove the hypervisor tools {', '.join(packages)} "
+                f"({' '.join(argv)}): {exc.__cause__ or exc}", subject=self.source.name,
+                hint="Its scripts run inside the conversion appliance, without network and without running "
+                     "services. Fix or remove the package in the source guest, then convert again; the source "
+                     "was not changed") from exc
+
+    def _dpkg_needed_by_others(self, packages: list[str]) -> dict[str, list[str]]:
+        """Tool packages that a package staying installed depends on (e.g. ubuntu-server on open-vm-tools)."""
+        depends = _dpkg_installed_depends(self._read(DPKG_STATUS) or "")
+        removing = set(packages)
+        needed: dict[str, list[str]] = {}
+        changed = True
+        while changed:  # a tool kept for another package keeps the tools it depends on
+            changed = False
+            for user, groups in depends.items():
+                if user in removing:
+                    continue
+                for group in groups:
+                    if group <= removing:  # every alternative would go: keep them
+                        for package in sorted(group):
+                            needed.setdefault(package, []).append(user)
+                        removing -= group
+                        changed = True
+        return needed
+
+    @contextlib.contextmanager
+    def _services_held(self) -> Any:  # an Iterator[None], as contextmanager wants
+        """Debian's policy-rc.d 101 while dpkg runs: maintainer scripts then neither start nor stop services."""
+        if self._exists(POLICY_RC_D):
+            yield
+            return
+        self._write(POLICY_RC_D, "#!/bin/sh\n# kvmigrate.v2v: no service starts or stops during conversion\nexit 101\n")
+        self.g.chmod(0o755, POLICY_RC_D)
+        try:
+            yield
+        finally:
+            self.g.rm_f(POLICY_RC_D)
+
+    def _restore_inittab_gettys(self) -> None:
+        """xe-guest-utilities comments out the gettys of /etc/inittab when it is installed: put them back."""
+        if self._edit(INITTAB, _uncomment_gettys):
+            self.report.steps.append("re-enabled the gettys in /etc/inittab that xe-guest-utilities had disabled")
+
+    def _run_tool_uninstallers(self) -> None:
+        """Run the uninstallers of tools installed from a tarball or an ISO (VMware, VirtualBox, Parallels).
+
+        A failure is a warning, not an error: these vendor scripts are not
+        transactional anyway, often fail in a chroot where no service runs,
+        and what they leave behind does not stop the guest from booting on
+        KVM (their services and modules only start on their own hypervisor).
+        The warning says what is left.
+        """
+        if self.g.is_file(VMWARE_UNINSTALLER, followsymlinks=True):
+            locations = self._read(VMWARE_LOCATIONS)
+            if locations is not None:
+                # The uninstaller would otherwise rebuild the initramfs of every kernel it knew,
+                # from saved copies; conversion rebuilds the right one itself afterwards.
+                extra = "".join(f"remove_answer {a}\n" for a in VMWARE_RAMDISK_ANSWERS
+                                if f"remove_answer {a}\n" not in locations)
+                if extra:
+                    self._write(VMWARE_LOCATIONS, (locations if locations.endswith("\n") or not locations
+                                                   else locations + "\n") + extra)
+            # SUSE's mkinitrd, which the uninstaller may run, finds the root device from rootdev.
+            argv = (["/usr/bin/env", f"rootdev={self.guest.root}", VMWARE_UNINSTALLER] if self.family == "suse"
+                    else [VMWARE_UNINSTALLER])
+            self._run_uninstaller("VMware Tools", VMWARE_UNINSTALLER, argv, VMWARE_LEFTOVERS)
+        vbox = self._vbox_uninstaller()
+        if vbox:
+            self._run_uninstaller("VirtualBox Guest Additions", vbox, [vbox], VBOX_LEFTOVERS)
+        if self.g.is_file(PARALLELS_INSTALLER, followsymlinks=True):
+            self._run_uninstaller("Parallels Tools", PARALLELS_INSTALLER, [PARALLELS_INSTALLER, "-r"],
+                                  PARALLELS_LEFTOVERS)
+
+    def _vbox_uninstaller(self) -> str | None:
+        """The Guest Additions' uninstall.sh: from INSTALL_DIR in their config, else the usual places."""
+        candidates = []
+        config = self._read(VBOX_CONFIG) or ""
+        match = re.search(r"^INSTALL_DIR=(['\"]?)(/[^'\"\n]*)\1\s*$", config, re.MULTILINE)
+        if match:
+            candidates.append(posixpath.join(match.group(2), "uninstall.sh"))
+        candidates += sorted(self.g.glob_expand(VBOX_UNINSTALL_GLOB), reverse=True)
+        candidates.append(VBOX_UNINSTALL_LINK)
+        return next((c for c in candidates if self.g.is_file(c, followsymlinks=True)), None)
+
+    def _run_uninstaller(self, tools: str, script: str, argv: list[str], leftovers: tuple[str, ...]) -> None:
+        failed = None
+        try:
+            self._run(argv, f"the {tools} uninstaller")
+        except ConversionError as exc:
+            failed = str(exc.__cause__ or exc)
+        left = sorted({p for pattern in leftovers for p in self.g.glob_expand(pattern)})
+        if failed is None:
+            self.report.steps.append(f"removed {tools} with {' '.join(argv[argv.index(script):])}")
+            if left:
+                self.report.warnings.append(f"the {tools} uninstaller left {', '.join(left)}; they do nothing on KVM")
+            return
+        self.report.warnings.append(
+            f"{tools} were found but their uninstaller failed ({failed}); left in the guest: "
+            f"{', '.join(left) or 'nothing known'}. They only start on their own hypervisor; remove them in the "
+            "guest after conversion")
+
+    def _unconfigure_xen_drivers(self) -> None:
+        block = "virtio_scsi" if self.options.block_driver == "virtio-scsi" else "virtio_blk"
+        changed: list[str] = []
+        changes: list[str] = []
+
+        def aliases(text: str) -> tuple[str, int]:
+            return _rewrite_xen_aliases(text, block, changes)
+
+        for path in xen_driver_files(self.g):
+            if self._edit(path, _drop_xen_initrd_modules if path == SUSE_KERNEL_SYSCONFIG else aliases):
+                changed.append(path)
+        if changed:
+            what = f" ({', '.join(changes)})" if changes else ""
+            self.report.steps.append(f"removed the Xen PV drivers from {', '.join(changed)}{what}")
+
+    # -- the other steps -------------------------------------------------
     def rewrite_device_names(self) -> None:
         name_map = devices.build_name_map([d.bus for d in self.source.disks], self.options.block_driver)
 
