@@ -139,7 +139,11 @@ guest:
     lvm: {description: "Volume groups and their logical volumes.", type: dict, returned: always}
     luks: {description: "LUKS-encrypted devices.", type: list, elements: str, returned: always}
     hypervisor_tools:
-      description: Installed hypervisor tools as C(family:package), for example C(vmware:open-vm-tools).
+      description:
+        - Hypervisor tools found, as C(family:package) (for example C(vmware:open-vm-tools)), C(family:file)
+          for tools installed without packages (C(vmware:vmware-uninstall-tools.pl), C(virtualbox:uninstall.sh),
+          C(parallels:install)), and C(xen:<file>) for modprobe or SUSE initrd files that name Xen PV drivers.
+        - Families are C(vmware), C(citrix), C(xen), C(virtualbox), C(hyperv) and C(parallels).
       type: list
       elements: str
       returned: always
