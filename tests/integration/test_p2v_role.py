@@ -51,6 +51,7 @@ def test_batch_p2v_reports_each_machine(tmp_path: Path) -> None:
             "p2v_physical": {"vars": {**local, "p2v_conversion_server": "conv1", "p2v_test_disk": str(disk)},
                              "hosts": {
                                  "rack1-db": {"p2v_name": "rackdb", "p2v_state_dir": str(tmp_path / "s1"),
+                                              "p2v_pre": f"echo pre > {tmp_path / 'pre-ran'}",
                                               "p2v_interfaces": [net.server_if],
                                               "p2v_network_map": {net.server_if: "prod"}},
                                  "rack1-web": {"p2v_username": "nobody", "p2v_state_dir": str(tmp_path / "s2")}}},
@@ -69,6 +70,8 @@ def test_batch_p2v_reports_each_machine(tmp_path: Path) -> None:
         assert db["target"]["disks"][0]["path"] == str(tmp_path / "out/rackdb/rackdb-vda.raw")
         assert [p["name"] for p in db["phases"]][-1] == "output"
         assert "open-vm-tools" in (tmp_path / "reports" / "p2v-report.txt").read_text() or db["phases"]
+        # the pre hook (a host variable) ran on the machine before its disks were exported
+        assert (tmp_path / "pre-ran").read_text() == "pre\n"
         assert web["state"] == "failed" and web["failed_in"] == "prepare"
         assert "refused the private key of user 'nobody'" in web["message"]
         assert json.loads((Path(db["remote_dir"]) / "status").read_text())["state"] == "done"
@@ -93,7 +96,8 @@ def test_pxe_entries_carry_the_p2v_command_line(tmp_path: Path) -> None:
     for fmt in ("pxelinux", "grub"):
         out = tmp_path / fmt
         run = _playbook(None, inventory, "--tags", "pxe", "-e", f"p2v_pxe_dir={out}", "-e", f"p2v_pxe_format={fmt}",
-                        "-e", "p2v_output=libvirt")
+                        "-e", "p2v_output=libvirt",
+                        "-e", json.dumps({"p2v_pre": "modprobe nbd", "p2v_fail": "logger failed"}))
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
         if fmt == "pxelinux":
             entry = (out / "pxelinux.cfg/01-d4-be-d9-12-34-56").read_text()
@@ -107,4 +111,6 @@ def test_pxe_entries_carry_the_p2v_command_line(tmp_path: Path) -> None:
         assert (settings.server, settings.name, settings.disks, settings.output) == (
             "10.0.0.10", "db01", ["sda", "sdb"], "libvirt")
         assert settings.network_map == {"em1": "prod", "*": "other"}
+        # hooks: role variables for every machine; a host variable wins (extra vars win over both)
         assert (settings.identity, settings.post) == ("https://pxe/p2v.key", "poweroff -f")
+        assert (settings.pre, settings.fail) == ("modprobe nbd", "logger failed")
