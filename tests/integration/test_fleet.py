@@ -11,6 +11,7 @@ booted here (that is tests/e2e/).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -56,9 +57,12 @@ def recap(output: str) -> dict[str, int]:
     return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(1))}
 
 
-def interval(work: Path, name: str) -> tuple[float, float]:
+def running(work: Path, name: str) -> tuple[float, float]:
+    """When the guest's conversion held its slot: from its "open" phase (after "queued") to its last update."""
     data = json.loads((work / f"kvmigrate-{name}" / "status.json").read_text())
-    return data["started"], data["updated"]
+    opened = [p["started"] for p in data["phases"] if p["name"] == "open"]
+    assert [p["name"] for p in data["phases"]][:2] == ["queued", "open"], data
+    return opened[0], data["updated"]
 
 
 @pytest.fixture
@@ -91,8 +95,8 @@ def test_four_guests_two_at_a_time(vmware_guest, blank_disk, libvirtd: PrivateLi
 
     extra = {
         "kvmigrate_prepare_conversion_hosts": False,
-        # The OVA comes through the playbook's own discovery, after the listed guests, so the pairs
-        # are (rocky9, sles15) and then (blank, vmware-deb12): the broken guest next to the long one.
+        # The OVA comes through the playbook's own discovery, after the listed guests; the role starts
+        # the largest source first (the OVA), then sles15, rocky9 and the blank disk, in the other slot.
         "kvmigrate_ova_files": [str(vmware_guest.ova)],
         "migrate_guests": [disk_guest("fleet-rocky9", rocky), disk_guest("fleet-sles15", sles),
                            disk_guest("fleet-blank", blank_disk)],
@@ -117,8 +121,8 @@ def test_four_guests_two_at_a_time(vmware_guest, blank_disk, libvirtd: PrivateLi
         g = guests[name]
         assert g["status"] == "converted" and g["reason"] is None, g
         assert g["conversion_host"] == "localhost" and g["domain"]["name"] == name
-        assert [p["name"] for p in g["phases"]] == ["open", "inspect", "preflight", "convert", "trim", "copy",
-                                                    "output"]
+        assert [p["name"] for p in g["phases"]] == ["open", "queued", "inspect", "preflight", "convert", "trim",
+                                                    "copy", "output"]
         assert g["seconds"] > 0 and g["bytes_copied"] > 0, g
         assert g["conversion"], g
     # warnings of each guest reach the report (the disk inputs have no NIC MAC to pin names to)
@@ -134,12 +138,21 @@ def test_four_guests_two_at_a_time(vmware_guest, blank_disk, libvirtd: PrivateLi
         assert any(v.startswith(f"{name}-") for v in volumes), volumes
     assert not any(v.startswith("fleet-blank") for v in volumes)
 
-    # two at a time, really: each pair's conversions overlap in time, and pairs follow each other
-    deb12, blank_iv = interval(work, "vmware-deb12"), interval(work, "fleet-blank")
-    rocky_iv, sles_iv = interval(work, "fleet-rocky9"), interval(work, "fleet-sles15")
-    assert rocky_iv[0] < sles_iv[1] and sles_iv[0] < rocky_iv[1], (rocky_iv, sles_iv)
-    assert deb12[0] < blank_iv[1] and blank_iv[0] < deb12[1], (deb12, blank_iv)
-    assert min(deb12[0], blank_iv[0]) >= max(rocky_iv[1], sles_iv[1])
+    # a sliding window of two: never more than two conversions hold a slot at once; the long guest
+    # runs from the start while the others follow each other in the other slot, each starting as
+    # soon as the one before it ended (not when the long one ends)
+    spans = {name: running(work, name) for name in FLEET}
+    edges = sorted([(t0, 1) for t0, _ in spans.values()] + [(t1, -1) for _, t1 in spans.values()],
+                   key=lambda e: (e[0], e[1]))
+    assert max(itertools.accumulate(step for _, step in edges)) == 2, spans
+    deb12 = spans["vmware-deb12"]
+    others = sorted((spans[n] for n in FLEET if n != "vmware-deb12"), key=lambda iv: iv[0])
+    assert all(deb12[0] < iv[0] for iv in others) and others[1][0] < deb12[1], spans
+    for before, after in itertools.pairwise(others):
+        assert 0 <= after[0] - before[1] < 15, spans
+    queued = {n: sum(p["seconds"] for p in guests[n]["phases"] if p["name"] == "queued") for n in FLEET}
+    assert queued["fleet-rocky9"] > 5 and queued["fleet-blank"] > 5 and queued["vmware-deb12"] < 5, queued
+    assert re.search(r"fleet-(rocky9|blank): running, phase queued", output), output[-3000:]
 
     # the human-readable table and the HTML page say the same
     table = (report_dir / "fleet-report.txt").read_text()
