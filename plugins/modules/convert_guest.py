@@ -106,6 +106,15 @@ options:
     description: Convert again even when the output is already up to date.
     type: bool
     default: false
+  guest_agent_packages:
+    description:
+      - A directory on the conversion host with the C(qemu-guest-agent) package for the guest's release and its
+        dependencies (C(.deb) files for Debian/Ubuntu guests, C(.rpm) for RHEL/SUSE-family guests).
+      - They are installed offline inside the guest with its own C(dpkg -i) or C(rpm -U).
+      - Without it, the agent is installed from the guest's package cache when it is there; otherwise a
+        first-boot service installs it once the guest's network is up, and a warning says so.
+      - Nothing is installed when the guest already has the agent.
+    type: path
   max_concurrent:
     description:
       - At most this many conversions run at once on the conversion host, among the runs that share
@@ -218,6 +227,19 @@ phases:
   returned: always
   type: list
   elements: dict
+network:
+  description:
+    - What conversion did to keep the guest's network configuration working on the new virtio NIC, one
+      entry per interface with C(interface), C(mac), C(method) (V(pinned)) and the C(file) written.
+  returned: when an interface name was pinned
+  type: list
+  elements: dict
+log_path:
+  description:
+    - The conversion log (C(conversion.log) in the guest's work directory) - the phases, each command run
+      inside the guest with its output, warnings and the error. It is also returned when the module fails.
+  returned: when the guest was converted in this run (not in check mode, which writes nothing)
+  type: str
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -244,6 +266,7 @@ ARGUMENT_SPEC = {
     "pool": {"type": "str", "default": "default"},
     "start": {"type": "bool", "default": False},
     "force": {"type": "bool", "default": False},
+    "guest_agent_packages": {"type": "path"},
     "max_concurrent": {"type": "int"},
     "slot_dir": {"type": "path"},
 }
@@ -257,7 +280,7 @@ def main() -> None:
                              output_format=p["output_format"], allocation=p["allocation"],
                              networks=p["networks"], bridges=p["bridges"], block_driver=p["block_driver"],
                              parallel=p["parallel"], force=p["force"], output_uri=p["output_uri"], pool=p["pool"],
-                             start=p["start"],
+                             start=p["start"], guest_agent_packages=p["guest_agent_packages"],
                              max_concurrent=p["max_concurrent"], slot_dir=p["slot_dir"])
     run_module(module, lambda: run_convert(source_spec_from_params(p), options, check_mode=module.check_mode))
 

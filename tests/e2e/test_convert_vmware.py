@@ -6,6 +6,7 @@ address on the pinned interface name. The sources are hashed before and after.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,9 @@ from tests.playbook import run_tasks
 pytestmark = pytest.mark.e2e
 
 
-def assert_boots_on_virtio(guest, disks: list[str], *, root: str) -> None:
-    result = boot.boot(disks, "raw", disk_bus="virtio-blk", nic_model="virtio", mac=guest.mac, timeout=300)
+def assert_boots_on_virtio(guest, disks: list[str], *, root: str, mac: str | None = None) -> None:
+    mac = mac or guest.mac
+    result = boot.boot(disks, "raw", disk_bus="virtio-blk", nic_model="virtio", mac=mac, timeout=300)
     assert result.booted, f"converted guest did not boot: {result.reason}\n{result.log_path.read_text()[-3000:]}"
     marker = result.marker
     assert marker is not None
@@ -29,7 +31,7 @@ def assert_boots_on_virtio(guest, disks: list[str], *, root: str) -> None:
     assert marker.root == root
     nic = marker.nic(guest.nic)
     assert nic is not None, f"no {guest.nic} in {marker.line}"
-    assert nic.mac == guest.mac.lower() and guest.address in nic.addresses
+    assert nic.mac == mac.lower() and guest.address in nic.addresses
 
 
 def test_ova_through_ansible_idempotent_and_boots(vmware_guest, tmp_path: Path) -> None:
@@ -81,12 +83,17 @@ def test_vmx_and_raw_disk_convert_and_boot(vmware_guest, tmp_path: Path, form: s
     result = run_convert(SourceSpec(input=form, path=[str(path)], work_dir=str(tmp_path)),
                          ConvertOptions(output="local", output_dir=str(tmp_path / "out")))
     disks = [d["path"] for d in result.target["disks"]]
+    log = Path(result.log_path).read_text()
+    assert "update-initramfs" in log and "phase copy" in log
     if form == "disk":
-        # a bare disk has no NIC metadata: the pin cannot be made, and the result says so
-        assert any("cannot be pinned" in w for w in result.warnings)
-        res = boot.boot(disks, "raw", disk_bus="virtio-blk", nic_model="virtio", mac=vmware_guest.mac, timeout=300)
-        assert res.booted, res.reason
-        assert res.marker is not None and res.marker.root == "/dev/vda1"
+        # A bare disk has no NIC metadata: the guest's configuration names no MAC, so conversion
+        # makes a stable one up, writes it into the domain XML and pins the interface name to it.
+        macs = re.findall(r"<mac address=[\"']([0-9a-f:]+)[\"']", result.target["domain_xml"])
+        assert len(macs) == 1 and macs[0].startswith("52:54:00:"), result.target["domain_xml"]
+        assert f"gave NIC 0 the MAC {macs[0]} (generated)" in result.conversion
+        assert result.network == [{"interface": vmware_guest.nic, "mac": macs[0], "method": "pinned",
+                                   "file": f"/etc/systemd/network/10-kvmigrate-{vmware_guest.nic}.link"}]
+        assert_boots_on_virtio(vmware_guest, disks, root="/dev/vda1", mac=macs[0])
     else:
         assert_boots_on_virtio(vmware_guest, disks, root="/dev/vda1")
     assert tree_hashes(path.parent if form == "vmx" else path) == sources

@@ -35,12 +35,18 @@ from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.convert.linux im
     LinuxConvertOptions,
     convert_linux,
 )
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.domain_xml import DomainOptions, build_domain_xml
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.domain_xml import (
+    DomainOptions,
+    build_domain_xml,
+    firmware_of,
+)
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import (
+    ConversionError,
     OutputError,
     PreflightError,
     V2VError,
 )
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.guestnet import fill_missing_macs
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec, load_source
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inspect import InspectOptions, inspect_guest_os
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import Plan, Result, Source, TargetDisk
@@ -53,6 +59,7 @@ from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.outputs.libvirt 
 )
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.outputs.qemu_cmd import (
     build_qemu_command,
+    ovmf_files,
     render_shell_script,
 )
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.pipeline import (
@@ -62,7 +69,12 @@ from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.pipeline import 
     open_disks,
 )
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.slots import conversion_slot, slot_dir_for
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.status import StatusFile
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.status import (
+    LOG_FILE,
+    STATUS_FILE,
+    ConversionLog,
+    StatusFile,
+)
 
 OUTPUTS = ("local", "qemu", "null", "libvirt")
 RECORD_VERSION = 1
@@ -84,6 +96,7 @@ class ConvertOptions:
     output_uri: str = "qemu:///system"
     pool: str = "default"
     start: bool = False
+    guest_agent_packages: str | None = None
     max_concurrent: int | None = None
     slot_dir: str | None = None
 
@@ -123,12 +136,19 @@ class ConversionRun:
             raise V2VError(f"unknown output {options.output!r}", hint=f"Use one of: {', '.join(OUTPUTS)}")
         if options.output in ("local", "qemu") and not options.output_dir:
             raise V2VError(f"output {options.output!r} needs output_dir")
+        if options.guest_agent_packages and not os.path.isdir(options.guest_agent_packages):
+            raise V2VError("guest_agent_packages is not a directory", subject=options.guest_agent_packages,
+                           hint="Give a directory on the conversion host with the qemu-guest-agent .deb or .rpm "
+                                "packages (and their dependencies)")
         self.spec = spec
         self.options = options
         self.check_mode = check_mode
         self.clock = PhaseClock()
         self.result = Result(changed=False, phases=self.clock.phases)
         self.libvirt_plan: LibvirtOutputPlan | None = None
+        self.log = ConversionLog(None)
+        self.qemu_argv: list[str] | None = None
+        self.nvram: tuple[str, str] | None = None  # (VARS template, per-guest copy) for output qemu, UEFI
 
     # -- where things go -------------------------------------------------
     def _name(self, source: Source) -> str:
@@ -205,20 +225,37 @@ class ConversionRun:
             self.result.target = record["target"]
             self.result.conversion = record.get("conversion", [])
             return self.result
-        status = StatusFile(os.path.join(self._work_dir(source), "status.json"), self._name(source))
+        # Check mode writes nothing: its status and log stay in memory.
+        work = None if self.check_mode else self._work_dir(source)
+        status = StatusFile(os.path.join(work, STATUS_FILE) if work else None, self._name(source))
         # At most max_concurrent runs at once (a sliding window): queued before anything is opened.
         with conversion_slot(self.options.max_concurrent,
                              self.options.slot_dir or slot_dir_for(self.spec.work_dir or DEFAULT_WORK_DIR),
                              status, self.clock):
+            self.log = ConversionLog(os.path.join(work, LOG_FILE) if work else None)
+            self.result.log_path = self.log.path
             status.update(phase="open", state="running")
+            self.log(f"converting {source.name} ({source.input}, {len(source.disks)} disk(s)) to output "
+                     f"{self.options.output} as {self._name(source)}")
             try:
-                self._convert_and_copy(source, fingerprint, status)
+                try:
+                    self._convert_and_copy(source, fingerprint, status)
+                except (RuntimeError, OSError) as exc:
+                    # libguestfs raises RuntimeError, the host OSError: the phase and the log say where.
+                    phase = status.data.get("phase") or "open"
+                    raise ConversionError(f"{phase} failed: {exc}", subject=source.name, phase=phase,
+                                          hint="See the conversion log; the source was not changed") from exc
             except V2VError as exc:
                 if exc.phase is None:
                     exc.phase = status.data.get("phase")
+                exc.log_path = self.log.path
                 status.update(state="failed", error=str(exc))
+                self.log(f"failed in phase {exc.phase}: {exc}")
                 raise
             status.update(state="check" if self.check_mode else "done", percent=100.0 if not self.check_mode else None)
+            for phase in self.clock.phases:
+                self.log(f"phase {phase.name}: {phase.seconds} s")
+            self.log("done")
             return self.result
 
     def _convert_and_copy(self, source: Source, fingerprint: str, status: StatusFile) -> None:
@@ -245,13 +282,22 @@ class ConversionRun:
                 guest = inspection.guest
                 if guest is None:
                     raise PreflightError(inspection.findings, subject=source.name)
+                self.log(f"inspected: {guest.product_name or guest.distro} (root {guest.root})")
+                # A NIC the source describes without a MAC (input disk) gets the guest's own, or a stable one.
+                seed = "\n".join(d.path for d in source.disks)
+                for index, mac, origin in fill_missing_macs(source.nics, guest.network, seed):
+                    self.result.conversion.append(f"gave NIC {index} the MAC {mac} ({origin})")
                 targets = self._target_disks(source)
                 used = sum((fs.size_bytes or 0) - (fs.free_bytes or 0) for fs in guest.filesystems
                            if fs.size_bytes is not None)
                 self.result.estimate = estimate_copy(opened, used)
                 domain_xml = self._domain_xml(source, targets, guest)
+                if self.options.output == "qemu":
+                    # Built before the copy: what qemu cannot run fails here, with nothing written.
+                    self.qemu_argv = self._qemu_command(source, targets, guest)
                 if self.check_mode:
-                    steps = self._planned_steps(guest) + (self.libvirt_plan.steps if self.libvirt_plan else [])
+                    steps = (self.result.conversion + self._planned_steps(guest)
+                             + (self.libvirt_plan.steps if self.libvirt_plan else []))
                     self.result.plan = Plan(disks=targets, estimated_bytes=self.result.estimate["estimated_bytes"],
                                             steps=steps, domain_xml=domain_xml)
                     self.result.changed = True
@@ -259,9 +305,15 @@ class ConversionRun:
                 status.phase("convert")
                 with self.clock.phase("convert"):
                     report = convert_linux(g, guest, source, LinuxConvertOptions(
-                        block_driver=self.options.block_driver))
-                self.result.conversion = report.steps
+                        block_driver=self.options.block_driver,
+                        guest_agent_packages=self.options.guest_agent_packages, log=self.log))
+                self.result.conversion += report.steps
+                self.result.network = report.network
                 self.result.warnings.extend(report.warnings)
+                for line in report.steps:
+                    self.log(f"conversion: {line}")
+                for line in report.warnings:
+                    self.log(f"warning: {line}")
                 status.phase("trim")
                 with self.clock.phase("trim"):
                     for mountpoint in sorted(guest.mountpoints, key=len, reverse=True):
@@ -353,8 +405,12 @@ class ConversionRun:
         parts.append((xml_path + ".part", xml_path))
         target["xml_path"] = xml_path
         if self.options.output == "qemu":
-            argv = build_qemu_command(source, targets, DomainOptions(
-                domain_type="qemu", name=name, block_driver=self.options.block_driver), self._qemu_accel_args())
+            argv = self.qemu_argv or []
+            if self.nvram is not None:
+                template, nvram = self.nvram
+                shutil.copyfile(template, nvram + ".part")
+                parts.append((nvram + ".part", nvram))
+                target["uefi_nvram"] = nvram
             script = os.path.join(out_dir, f"{name}.sh")
             with open(script + ".part", "w", encoding="utf-8") as handle:
                 handle.write(render_shell_script(argv))
@@ -387,15 +443,37 @@ class ConversionRun:
                     os.unlink(disk.path)
         self.result.target = written.to_dict()
 
+    def _qemu_command(self, source: Source, targets: list[TargetDisk], guest: Any) -> list[str]:
+        """The qemu argv of output qemu; a UEFI guest gets its own copy of the OVMF VARS beside the disks."""
+        name = self._name(source)
+        options = DomainOptions(domain_type="qemu", name=name, block_driver=self.options.block_driver)
+        if firmware_of(source, guest)[0] == "uefi":
+            code, template = ovmf_files(firmware_of(source, guest)[1])
+            missing = [f for f in (code, template) if not os.path.exists(f)]
+            if missing:
+                raise OutputError(f"this UEFI guest needs OVMF, and {', '.join(missing)} is missing",
+                                  subject=source.name, hint="Install the 'ovmf' package (edk2-ovmf on RHEL)")
+            nvram = os.path.join(self.options.output_dir or "", f"{name}-VARS.fd")
+            options.uefi_nvram = nvram
+            self.nvram = (template, nvram)
+        return build_qemu_command(source, targets, options, self._qemu_accel_args(), guest=guest)
+
     @staticmethod
     def _qemu_accel_args() -> list[str]:
         return qemu_accel_args()
 
 
-def _remove_partials(targets: list[TargetDisk], out_dir: str | None) -> None:
-    for target in targets:
-        if target.path and os.path.exists(target.path + ".part"):
-            os.unlink(target.path + ".part")
+def _remove_partials(run: ConversionRun, source: Source, out_dir: str | None) -> None:
+    """Remove every temporary output of a failed run: disks, XML, script, VARS, record."""
+    name = run._name(source)
+    parts = [t.path + ".part" for t in run._target_disks(source) if t.path]
+    if run.options.output_dir:
+        parts += [os.path.join(run.options.output_dir, f) + ".part"
+                  for f in (f"{name}.xml", f"{name}.sh", f"{name}-VARS.fd")]
+        parts.append(run._record_path(source) + ".part")
+    for path in parts:
+        if os.path.exists(path):
+            os.unlink(path)
     if out_dir and os.path.isdir(out_dir) and not os.listdir(out_dir):
         shutil.rmtree(out_dir, ignore_errors=True)
 
@@ -420,5 +498,5 @@ def _run_convert(spec: SourceSpec, options: ConvertOptions, *, check_mode: bool 
     except BaseException:
         source = run.result.source
         if source is not None:
-            _remove_partials(run._target_disks(source), options.output_dir if created_dir else None)
+            _remove_partials(run, source, options.output_dir if created_dir else None)
         raise

@@ -21,6 +21,8 @@ class V2VError(Exception):
         self.subject = subject
         self.hint = hint
         self.phase = phase
+        # The conversion log of the failed run, when there is one (convert_guest sets it).
+        self.log_path: str | None = None
         super().__init__(self.__str__())
 
     def __str__(self) -> str:
@@ -37,6 +39,8 @@ class V2VError(Exception):
             data["phase"] = self.phase
         if self.subject:
             data["subject"] = self.subject
+        if self.log_path:
+            data["log_path"] = self.log_path
         return data
 
 

@@ -13,9 +13,10 @@ becomes virtio with a new kernel name.
 from __future__ import annotations
 
 import configparser
+import hashlib
 import re
 
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import GuestNetConfig
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import GuestNetConfig, SourceNIC
 
 try:
     import yaml
@@ -30,6 +31,8 @@ NET_CONFIG_GLOBS: dict[str, tuple[str, ...]] = {
     "networkmanager": ("/etc/NetworkManager/system-connections/*",),
     "ifcfg": ("/etc/sysconfig/network-scripts/ifcfg-*", "/etc/sysconfig/network/ifcfg-*"),
     "networkd": ("/etc/systemd/network/*.network",),
+    # Not a configuration but a naming rule: which MAC gets which name (older guests).
+    "udev": ("/etc/udev/rules.d/70-persistent-net.rules",),
 }
 
 
@@ -206,10 +209,58 @@ def parse_networkd(text: str, file: str) -> list[GuestNetConfig]:
                            addresses=addresses, file=file)]
 
 
+_UDEV_ADDRESS = re.compile(r'ATTRS?\{address\}==\s*"([0-9A-Fa-f:]{17})"')
+_UDEV_NAME = re.compile(r'\bNAME:?=\s*"([^"]+)"')
+
+
+def parse_udev_net_rules(text: str, file: str) -> list[GuestNetConfig]:
+    """``70-persistent-net.rules``: each rule names the interface with a given MAC."""
+    configs = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("#") or 'SUBSYSTEM=="net"' not in line:
+            continue
+        address, name = _UDEV_ADDRESS.search(line), _UDEV_NAME.search(line)
+        if address and name:
+            configs.append(GuestNetConfig(tool="udev", interface=name.group(1), mac=address.group(1).lower(),
+                                          file=file))
+    return configs
+
+
+def fill_missing_macs(nics: list[SourceNIC], configs: list[GuestNetConfig], seed: str) -> list[tuple[int, str, str]]:
+    """Give a MAC to each NIC the source describes without one (``input: disk``, some OVFs).
+
+    The guest's own configuration names MACs (``hwaddress``, ``HWADDR``,
+    netplan ``match``, udev naming rules): those are the guest's identity, so
+    unused ones are taken first, in the order the guest lists them. Otherwise
+    the MAC is made up, stable for the same source (``seed``) and NIC index,
+    in QEMU's locally administered range 52:54:00. Returns (index, mac, where
+    it came from) for each NIC changed.
+    """
+    used = {n.mac.lower() for n in nics if n.mac}
+    from_guest = []
+    for config in configs:
+        if config.mac and config.mac not in used and config.mac not in from_guest:
+            from_guest.append(config.mac)
+    filled = []
+    for index, nic in enumerate(nics):
+        if nic.mac:
+            continue
+        if from_guest:
+            nic.mac, origin = from_guest.pop(0), "guest configuration"
+        else:
+            digest = hashlib.sha256(f"{seed}\0{index}".encode()).digest()
+            nic.mac, origin = "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3]), "generated"
+        used.add(nic.mac)
+        filled.append((index, nic.mac, origin))
+    return filled
+
+
 PARSERS = {
     "ifupdown": parse_ifupdown,
     "netplan": parse_netplan,
     "networkmanager": parse_nm_keyfile,
     "ifcfg": parse_ifcfg,
     "networkd": parse_networkd,
+    "udev": parse_udev_net_rules,
 }

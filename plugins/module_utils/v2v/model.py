@@ -237,6 +237,9 @@ class Result(Serializable):
     target: dict[str, Any] = field(default_factory=dict)
     phases: list[Phase] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # What conversion did to keep the network: one entry per interface (name, mac, method, file).
+    network: list[dict[str, str]] = field(default_factory=list)
+    log_path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # Leave out what a module did not produce, so results stay readable; an inspected guest

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,13 +20,16 @@ from typing import Any
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import Phase, Serializable
 
 STATUS_FILE = "status.json"
+LOG_FILE = "conversion.log"
 # States a run ends in; "running" is the only one that still changes.
 FINAL_STATES = ("done", "failed", "check")
 
 
 @dataclass
 class StatusFile:
-    path: str
+    """The status of one run. With ``path`` None (check mode) it is kept in memory only."""
+
+    path: str | None
     guest: str
     data: dict[str, Any] = field(default_factory=dict)
 
@@ -35,6 +39,8 @@ class StatusFile:
                          "started": time.time(), "phases": []}
         self.data.update(values)
         self.data["updated"] = time.time()
+        if self.path is None:
+            return
         tmp = f"{self.path}.tmp"
         with open(tmp, "w", encoding="utf-8") as handle:
             json.dump(self.data, handle, indent=1)
@@ -43,6 +49,34 @@ class StatusFile:
     def phase(self, name: str) -> None:
         self.data.setdefault("phases", []).append({"name": name, "started": time.time()})
         self.update(phase=name, percent=None)
+
+
+class ConversionLog:
+    """``conversion.log`` beside ``status.json``: what the run did, line by line, with times.
+
+    Phases, every command run inside the guest with its output, warnings and
+    the error. Secrets never reach it: they are not part of any command line.
+    With ``path`` None (check mode) nothing is written. Each run starts the
+    file again; a failed run's log stays until the next run of that guest.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(f"{_stamp()} kvmigrate.v2v conversion log\n")
+
+    def __call__(self, line: str) -> None:
+        if self.path is None:
+            return
+        with self._lock, open(self.path, "a", encoding="utf-8") as handle:
+            for part in line.splitlines() or [""]:
+                handle.write(f"{_stamp()} {part}\n")
+
+
+def _stamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
 
 
 def read_status(path: str) -> dict[str, Any]:

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import os
 import posixpath
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,21 +34,26 @@ from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inspect import (
 )
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import GuestInfo, GuestKernel, Source
 
-# Storage drivers only: the root filesystem needs them in the initramfs. The
-# NIC driver loads from the real root, where the interface-name pins apply.
-VIRTIO_DRIVERS = ("virtio_pci", "virtio_blk", "virtio_scsi")
+# What the initramfs needs on KVM: the PCI transport, both block drivers (the root
+# filesystem), and the NIC driver (for guests that bring the network up early:
+# NFS/iSCSI root, dracut's ip=, clevis/tang unlocking).
+VIRTIO_DRIVERS = ("virtio_pci", "virtio_blk", "virtio_scsi", "virtio_net")
 # Files that name block devices; the installed boot menus come last so that a
 # regenerated menu is rewritten again after regeneration.
 DEVICE_NAME_FILES = (
     "/etc/fstab", "/etc/crypttab", "/etc/default/grub", "/etc/sysconfig/grub",
-    "/etc/initramfs-tools/conf.d/resume", "/etc/uswsusp.conf", "/etc/sysconfig/bootloader",
+    "/etc/initramfs-tools/conf.d/resume", "/etc/uswsusp.conf", "/etc/sysconfig/bootloader", "/etc/kernel/cmdline",
     "/etc/grub.conf", "/boot/grub/menu.lst", "/boot/grub/grub.conf",
     "/boot/grub2/grubenv", "/boot/grub/grubenv",
 )
 BOOT_MENU_FILES = ("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg")
 BLS_ENTRIES = "/boot/loader/entries/*.conf"
-CONSOLE_FILES = ("/etc/inittab", "/etc/securetty", "/etc/default/grub", "/boot/grub/menu.lst",
-                 "/boot/grub/grub.conf", "/etc/grub.conf")
+# Where a console is named: getty/securetty, the kernel command line in the GRUB defaults,
+# GRUB legacy menus, grubenv's kernelopts (RHEL 8), /etc/kernel/cmdline (kernel-install),
+# the installed GRUB 2 menus, and the BLS entries (globbed at run time).
+CONSOLE_FILES = ("/etc/inittab", "/etc/securetty", "/etc/default/grub", "/etc/sysconfig/grub",
+                 "/boot/grub/menu.lst", "/boot/grub/grub.conf", "/etc/grub.conf", "/etc/kernel/cmdline",
+                 "/boot/grub2/grubenv", "/boot/grub/grubenv", "/boot/grub/grub.cfg", "/boot/grub2/grub.cfg")
 STALE_CACHES = ("/etc/lvm/devices/system.devices", "/etc/blkid.tab", "/etc/blkid/blkid.tab",
                 "/etc/lvm/cache/.cache")
 LINK_FILE = "/etc/systemd/network/10-kvmigrate-{name}.link"
@@ -166,8 +173,12 @@ def _uncomment_gettys(text: str) -> tuple[str, int]:
 @dataclass
 class LinuxConvertOptions:
     block_driver: str = "virtio-blk"
+    # A directory on the conversion host with qemu-guest-agent packages (.deb or .rpm,
+    # with their dependencies) to install offline.
     guest_agent_packages: str | None = None
     remove_tools: bool = True
+    # Where each command run inside the guest and its output are written (the conversion log).
+    log: Callable[[str], None] | None = None
 
 
 @dataclass
@@ -178,6 +189,19 @@ class ConversionReport:
     warnings: list[str] = field(default_factory=list)
     network: list[dict[str, str]] = field(default_factory=list)
     kernel: str | None = None
+
+
+def agent_packages(directory: str, suffix: str) -> list[str]:
+    """The package files (``.deb`` or ``.rpm``) in ``directory``, sorted; they must include qemu-guest-agent."""
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.endswith(suffix)
+                       and os.path.isfile(os.path.join(directory, n)))
+    except OSError as exc:
+        raise ConversionError(f"cannot read guest_agent_packages: {exc.strerror}", subject=directory) from exc
+    if names and not any(n.startswith("qemu-guest-agent") for n in names):
+        raise ConversionError(f"guest_agent_packages has {suffix} packages but none is qemu-guest-agent",
+                              subject=directory, hint="Add the qemu-guest-agent package for the guest's release")
+    return [os.path.join(directory, n) for n in names]
 
 
 def _version_key(version: str) -> list[Any]:
@@ -212,12 +236,21 @@ class LinuxConverter:
             return "suse"
         return "redhat"
 
+    def _log(self, line: str) -> None:
+        if self.options.log is not None:
+            self.options.log(line)
+
     def _run(self, argv: list[str], what: str) -> str:
+        self._log("in the guest: " + " ".join(argv))
         try:
-            return self.g.command(argv)
+            output = self.g.command(argv)
         except RuntimeError as exc:
+            self._log(f"{what} failed: {exc}")
             raise ConversionError(f"{what} failed inside the guest: {exc}", subject=self.source.name,
                                   hint="See the conversion log; the source was not changed") from exc
+        if output.strip():
+            self._log(output.rstrip())
+        return output
 
     def _exists(self, path: str) -> bool:
         return bool(self.g.exists(path))
@@ -457,7 +490,8 @@ class LinuxConverter:
             self.report.steps.append(f"rewrote device names ({pairs}) in {', '.join(changed)}")
 
     def fix_consoles(self) -> None:
-        changed = [p for p in CONSOLE_FILES if self._edit(p, devices.rewrite_consoles)]
+        paths = [*CONSOLE_FILES, *self.g.glob_expand(BLS_ENTRIES)]
+        changed = [p for p in paths if self._edit(p, devices.rewrite_consoles)]
         if changed:
             self.report.steps.append(f"changed Xen/Hyper-V consoles to ttyS0 in {', '.join(changed)}")
 
@@ -515,6 +549,9 @@ class LinuxConverter:
         apps = {a["app2_name"] for a in self._applications()}
         if "qemu-guest-agent" in apps:
             return
+        if self.options.guest_agent_packages:
+            self._install_agent_from(self.options.guest_agent_packages)
+            return
         cached = []
         if self.family == "debian":
             cached = self.g.glob_expand("/var/cache/apt/archives/qemu-guest-agent_*.deb")
@@ -548,9 +585,45 @@ class LinuxConverter:
         self.report.warnings.append("qemu-guest-agent is not cached in the guest: it will be installed at first "
                                     "boot, which needs the guest's package repositories to be reachable")
 
+    def _install_agent_from(self, directory: str) -> None:
+        """Install qemu-guest-agent (and the dependencies beside it) from a directory on the conversion host."""
+        suffix = ".deb" if self.family == "debian" else ".rpm"
+        packages = agent_packages(directory, suffix)
+        if not packages:
+            raise ConversionError(f"guest_agent_packages has no {suffix} packages for this "
+                                  f"{self.family}-family guest", subject=directory,
+                                  hint=f"Put qemu-guest-agent{suffix} and its dependencies there, or leave "
+                                       "guest_agent_packages unset to install it at first boot")
+        staging = "/var/tmp/kvmigrate-guest-agent"
+        self.g.mkdir_p(staging)
+        try:
+            inside = []
+            for path in packages:
+                target = posixpath.join(staging, os.path.basename(path))
+                self.g.upload(path, target)
+                inside.append(target)
+            tool = (["/usr/bin/env", "DEBIAN_FRONTEND=noninteractive", "dpkg", "-i"] if self.family == "debian"
+                    else ["rpm", "-U", "--replacepkgs"])
+            self._run([*tool, *inside], "installing qemu-guest-agent from guest_agent_packages")
+        finally:
+            self.g.rm_rf(staging)
+        names = ", ".join(os.path.basename(p) for p in packages)
+        self.report.steps.append(f"installed qemu-guest-agent from {directory} ({names})")
+
     def ensure_virtio_initramfs(self) -> None:
+        """Put the virtio drivers in the initramfs of every kernel that can boot on KVM.
+
+        The newest one boots by default; the others stay in the boot menu as
+        fallbacks, and a fallback that cannot find its root disk is a trap.
+        The driver lists are also written to the guest's configuration, so a
+        later kernel update keeps them (``MODULES=list`` and dracut
+        ``hostonly`` included).
+        """
         kernel = choose_kernel(self.guest.kernels)
         self.report.kernel = kernel.version
+        usable = sorted((k for k in self.guest.kernels if k.has_virtio_modules and not k.xen_pv_only),
+                        key=lambda k: _version_key(k.version), reverse=True)
+        skipped = [k.version for k in self.guest.kernels if k not in usable]
         drivers = " ".join(VIRTIO_DRIVERS)
         if self.family == "debian":
             modules_file = "/etc/initramfs-tools/modules"
@@ -559,20 +632,28 @@ class LinuxConverter:
             if missing:
                 text = current if current.endswith("\n") or not current else current + "\n"
                 self._write(modules_file, text + "# Added by kvmigrate.v2v for KVM\n" + "\n".join(missing) + "\n")
-            self._run(["update-initramfs", "-u", "-k", kernel.version], "update-initramfs")
+            for k in usable:
+                self._run(["update-initramfs", "-u", "-k", k.version], f"update-initramfs for {k.version}")
         elif self.g.exists("/usr/bin/dracut") or self.g.exists("/sbin/dracut") or self.g.exists("/usr/sbin/dracut"):
             self._write("/etc/dracut.conf.d/90-kvmigrate-virtio.conf",
                         "# Written by kvmigrate.v2v: keep virtio drivers in every initramfs\n"
                         f'add_drivers+=" {drivers} "\n')
-            initrd = kernel.initrd or f"/boot/initramfs-{kernel.version}.img"
-            self._run(["dracut", "-f", "--add-drivers", drivers, initrd, kernel.version], "dracut")
+            for k in usable:
+                initrd = k.initrd or f"/boot/initramfs-{k.version}.img"
+                self._run(["dracut", "-f", "--add-drivers", drivers, initrd, k.version], f"dracut for {k.version}")
         elif self.g.exists("/sbin/mkinitrd"):
-            self._run(["/sbin/mkinitrd", "-m", drivers, "-k", kernel.path or f"/boot/vmlinuz-{kernel.version}",
-                       "-i", kernel.initrd or f"/boot/initrd-{kernel.version}"], "mkinitrd")
+            for k in usable:
+                self._run(["/sbin/mkinitrd", "-m", drivers, "-k", k.path or f"/boot/vmlinuz-{k.version}",
+                           "-i", k.initrd or f"/boot/initrd-{k.version}"], f"mkinitrd for {k.version}")
         else:
             raise ConversionError("the guest has no initramfs tool (update-initramfs, dracut or mkinitrd)",
                                   subject=self.source.name)
-        self.report.steps.append(f"rebuilt the initramfs of {kernel.version} with {drivers}")
+        versions = ", ".join(k.version for k in usable)
+        self.report.steps.append(f"rebuilt the initramfs of {versions} with {drivers}")
+        if skipped:
+            self.report.warnings.append(
+                f"kernel {', '.join(skipped)} has no virtio drivers (or is Xen PV only) and cannot boot on KVM; "
+                f"it stays installed: boot {kernel.version} or another kernel with virtio drivers")
 
     def regenerate_boot_menu(self) -> None:
         if self.guest.bootloader != "grub2":

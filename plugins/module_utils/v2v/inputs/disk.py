@@ -5,7 +5,10 @@
 
 Nothing but the images is known, so the guest gets virt-v2v's defaults for
 ``-i disk`` (2 GiB of memory, one vCPU, BIOS unless inspection finds an EFI
-system partition). Each image is probed safely (see storage.py).
+system partition, one NIC on the network ``default``). The NIC's MAC is
+not known here: conversion takes it from the guest's own configuration, or
+makes a stable one up (see ``guestnet.fill_missing_macs``). Each image is
+probed safely (see storage.py).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import os
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v import storage
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import SourceError
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import Source, SourceDisk
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import Firmware, Source, SourceDisk, SourceNIC
 
 DEFAULT_MEMORY_MB = 2048
 _IMAGE_SUFFIXES = (".img", ".raw", ".qcow2", ".vmdk", ".vhd", ".vhdx", ".vdi", ".disk")
@@ -39,4 +42,5 @@ def load(spec: SourceSpec) -> Source:
         where = path if storage.is_network_uri(path) else os.path.abspath(path)
         disks.append(SourceDisk(path=where, format=info.format, size_bytes=info.virtual_size))
     return Source(name=guest_name_from_path(paths[0]), hypervisor="unknown", input="disk",
-                  memory_mb=DEFAULT_MEMORY_MB, vcpus=1, disks=disks)
+                  memory_mb=DEFAULT_MEMORY_MB, vcpus=1, disks=disks, firmware=Firmware(type="unknown"),
+                  nics=[SourceNIC(network="default")])
