@@ -83,13 +83,15 @@ exists:
   type: bool
 state:
   description:
-    - V(running) while convert_guest runs, V(done) after a conversion, V(failed) after a failure,
-      V(check) after a check-mode run.
+    - V(running) while convert_guest runs, V(done) after a conversion, V(failed) after a failure.
+      A check-mode run of convert_guest writes no status (its own status stays in memory).
     - A V(running) state whose RV(age_seconds) keeps growing belongs to a run that was killed.
   returned: when RV(exists)
   type: str
 phase:
-  description: The current (or last) phase, one of V(queued) (a run with C(max_concurrent) waiting for its slot), V(open), V(inspect), V(preflight), V(convert), V(trim), V(copy), V(output).
+  description: >-
+    The current (or last) phase, one of V(queued) (a run with C(max_concurrent) waiting for its slot),
+    V(open), V(inspect), V(preflight), V(convert), V(trim), V(copy), V(output).
   returned: when RV(exists)
   type: str
 percent:

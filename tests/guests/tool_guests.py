@@ -299,7 +299,7 @@ def _build_debian(tmp: Path, base: PhonyGuest, *, failing: bool) -> dict[str, An
             t.write(f"/var/lib/dpkg/info/{package}.list", "\n".join(["/.", "/usr", "/usr/sbin", *paths]) + "\n")
             if unit:  # what deb-systemd-helper does in postrm purge
                 t.write(f"/var/lib/dpkg/info/{package}.postrm", f"#!/bin/sh\nrm -f {WANTS}/{unit}\n", 0o755)
-        for name, *_ in DEBIAN_TOOL_PACKAGES[2:]:
+        for name, *_rest in DEBIAN_TOOL_PACKAGES[2:]:
             t.write(f"/var/lib/dpkg/info/{name}.list", "/.\n")
         if failing:
             t.write("/var/lib/dpkg/info/hyperv-daemons.prerm", f"#!/bin/sh\necho '{PREUN_FAILURE}' >&2\nexit 1\n",

@@ -142,9 +142,9 @@ def test_four_guests_two_at_a_time(vmware_guest, blank_disk, libvirtd: PrivateLi
     # runs from the start while the others follow each other in the other slot, each starting as
     # soon as the one before it ended (not when the long one ends)
     spans = {name: running(work, name) for name in FLEET}
-    edges = sorted([(t0, 1) for t0, _ in spans.values()] + [(t1, -1) for _, t1 in spans.values()],
+    edges = sorted([(span[0], 1) for span in spans.values()] + [(span[1], -1) for span in spans.values()],
                    key=lambda e: (e[0], e[1]))
-    assert max(itertools.accumulate(step for _, step in edges)) == 2, spans
+    assert max(itertools.accumulate(edge[1] for edge in edges)) == 2, spans
     deb12 = spans["vmware-deb12"]
     others = sorted((spans[n] for n in FLEET if n != "vmware-deb12"), key=lambda iv: iv[0])
     assert all(deb12[0] < iv[0] for iv in others) and others[1][0] < deb12[1], spans

@@ -142,7 +142,7 @@ def _disable_vmware_repositories(text: str) -> tuple[str, int]:
         if re.search(r"(?m)^\s*enabled\s*=", section):
             sections[index] = re.sub(r"(?m)^(\s*enabled\s*=\s*).*$", r"\g<1>0", section)
         else:
-            head, _, rest = section.partition("\n")
+            head, _sep, rest = section.partition("\n")
             sections[index] = f"{head}\nenabled=0\n{rest}"
     return "".join(sections), count
 
