@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -78,3 +79,16 @@ def disk_pool(libvirtd: PrivateLibvirtd, tmp_path_factory: pytest.TempPathFactor
     finally:
         remove_pool(libvirtd, "kvt-disk")
         loop.detach()
+
+
+@pytest.fixture
+def isolated_bridge() -> Iterator[str]:
+    """A host bridge with no uplink: the guest's NIC attaches to it and reaches nothing."""
+    name = f"kvtbr{os.getpid() % 100000}"
+    subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)
+    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True, capture_output=True)
+    subprocess.run(["ip", "link", "set", name, "up"], check=True, capture_output=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)

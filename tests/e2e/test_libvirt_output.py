@@ -3,8 +3,6 @@ started as a domain, its marker read from the domain's serial log, shut down, an
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -30,19 +28,6 @@ def wait_for_marker(log: Path, timeout: float = 400) -> str:
         time.sleep(2)
     tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no serial log)"
     raise AssertionError(f"no marker in {log} within {timeout} s:\n{tail}")
-
-
-@pytest.fixture
-def isolated_bridge():
-    """A host bridge with no uplink: the guest's NIC attaches to it and reaches nothing."""
-    name = f"kvtbr{os.getpid() % 100000}"
-    subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)
-    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True, capture_output=True)
-    subprocess.run(["ip", "link", "set", name, "up"], check=True, capture_output=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)
 
 
 @pytest.fixture

@@ -125,8 +125,10 @@ def test_four_guests_two_at_a_time(vmware_guest, blank_disk, libvirtd: PrivateLi
                                                     "copy", "output"]
         assert g["seconds"] > 0 and g["bytes_copied"] > 0, g
         assert g["conversion"], g
-    # warnings of each guest reach the report (the disk inputs have no NIC MAC to pin names to)
-    assert any("MAC" in w for w in guests["fleet-rocky9"]["warnings"]), guests["fleet-rocky9"]["warnings"]
+    # warnings of each guest reach the report (the phony guests have no guest agent to install)
+    assert any("qemu-guest-agent" in w for w in guests["fleet-rocky9"]["warnings"]), guests["fleet-rocky9"]["warnings"]
+    # a disk input's NIC takes the MAC the guest's own configuration names
+    assert any(s.startswith("gave NIC 0 the MAC") for s in guests["fleet-rocky9"]["conversion"]), guests["fleet-rocky9"]
     assert guests["vmware-deb12"]["bytes_copied"] > 100 << 20
     assert guests["vmware-deb12"]["source"] == {"input": "ova", "path": str(vmware_guest.ova), "uri": None,
                                                 "domain": None}
@@ -182,7 +184,7 @@ def test_four_guests_two_at_a_time(vmware_guest, blank_disk, libvirtd: PrivateLi
     print(f"fleet: first run {first_seconds:.0f} s, second run {second_seconds:.0f} s")
 
 
-def test_rollback_removes_only_the_failed_guest(libvirtd: PrivateLibvirtd, fleet_pool: str,
+def test_rollback_removes_only_the_failed_guest(libvirtd: PrivateLibvirtd, fleet_pool: str, isolated_bridge: str,
                                                 tmp_path: Path) -> None:
     """A guest whose verification fails after its conversion is rolled back (domain and volumes); its
     neighbour converts untouched; with migrate_fail_on_guest_failure off the play ends green."""
@@ -204,6 +206,8 @@ def test_rollback_removes_only_the_failed_guest(libvirtd: PrivateLibvirtd, fleet
                                                 "format": sles.format}, "rollback": True}],
         "migrate_uri": libvirtd.uri, "migrate_pool": fleet_pool, "migrate_work_dir": str(tmp_path / "work"),
         "migrate_report_dir": str(report_dir), "migrate_poll_interval": 5,
+        # a disk input's NIC is on the network "default": here a bridge with no uplink
+        "migrate_bridges": {"default": isolated_bridge},
     }
     rc, output, _seconds = run_playbook("migrate_ova.yml", inventory, extra, tmp_path, "rollback")
     assert rc == 0, output[-4000:]
