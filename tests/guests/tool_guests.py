@@ -192,17 +192,6 @@ INITTAB = ("id:3:initdefault:\n# Run gettys in standard runlevels\n"
 PREUN_FAILURE = "hyperv-daemons.prerm: cannot download hv-fcopy-fixup from deb.debian.org: no network"
 
 
-def _shared_libraries(binary: str) -> list[str]:
-    out = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
-    libs = []
-    for line in out.splitlines():
-        parts = line.split()
-        path = parts[2] if "=>" in parts and len(parts) > 2 else parts[0]
-        if path.startswith("/"):
-            libs.append(path)
-    return libs
-
-
 class _Guest:
     """Writes into a mounted guest."""
 
@@ -230,7 +219,7 @@ class _Guest:
         self.g.mkdir_p(os.path.dirname(guest_path))
         self.g.upload(os.path.realpath(host_path), guest_path)
         self.g.chmod(0o755, guest_path)
-        for lib in _shared_libraries(host_path):
+        for lib in convertible._shared_libraries(host_path):
             for where in ("/usr/lib64", "/usr/lib/x86_64-linux-gnu"):
                 target = f"{where}/{os.path.basename(lib)}"
                 self.g.mkdir_p(where)
