@@ -59,7 +59,13 @@ def run(tmp: Path, uri: str, pool: str, parallel: int, suffix: str) -> tuple[flo
     if proc.returncode != 0:
         raise RuntimeError(f"the fleet play failed ({proc.returncode}):\n{(proc.stdout + proc.stderr)[-4000:]}")
     data = json.loads((report_dir / "fleet-report.json").read_text())
-    return seconds, data["summary"]
+    return seconds, data
+
+
+def per_guest(data: dict[str, Any]) -> dict[str, str]:
+    """Each guest's conversion seconds and its phases, from the report (names without the run's suffix)."""
+    return {guest["name"].rsplit("-", 1)[0]: f"{guest['seconds']} s (" + ", ".join(
+        f"{phase['name']} {phase['seconds']}" for phase in guest["phases"]) + ")" for guest in data["guests"]}
 
 
 def main() -> None:
@@ -70,8 +76,8 @@ def main() -> None:
             tmp = Path(tmp_name)
             define_dir_pool(daemon, "bench-fleet", tmp / "pool")
             try:
-                sequential, seq_summary = run(tmp, daemon.uri, "bench-fleet", 1, "seq")
-                parallel, par_summary = run(tmp, daemon.uri, "bench-fleet", 2, "par")
+                sequential, seq_data = run(tmp, daemon.uri, "bench-fleet", 1, "seq")
+                parallel, par_data = run(tmp, daemon.uri, "bench-fleet", 2, "par")
             finally:
                 for name in daemon.domains():
                     daemon.virsh("undefine", name, check=False)
@@ -84,7 +90,9 @@ def main() -> None:
         "guests": "vmware-deb12 (OVA), phony rocky9, phony sles15, blank (blocked)",
         "sequential seconds (parallel 1)": round(sequential, 1),
         "two at a time seconds (parallel 2)": round(parallel, 1),
-        "outcomes (each run)": f"{seq_summary} / {par_summary}",
+        "outcomes (each run)": f"{seq_data['summary']} / {par_data['summary']}",
+        "guests, one at a time": per_guest(seq_data),
+        "guests, two at a time": per_guest(par_data),
         "ratio (two at a time / sequential)": round(parallel / sequential, 3),
         "goal": "<= 0.6",
     })

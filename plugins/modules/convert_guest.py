@@ -115,6 +115,15 @@ options:
         first-boot service installs it once the guest's network is up, and a warning says so.
       - Nothing is installed when the guest already has the agent.
     type: path
+  rebuild_initramfs:
+    description:
+      - Rebuild the initramfs of every kernel that can boot on KVM, as virt-v2v does.
+      - By default an initramfs is kept as it is when it already holds the virtio drivers (and the modules
+        they depend on) and nothing it is built from or holds a copy of was changed by the conversion, as
+        with Debian and Ubuntu's default C(MODULES=most); every other one is rebuilt. The conversion log
+        says why each one was rebuilt or kept.
+    type: bool
+    default: false
   max_concurrent:
     description:
       - At most this many conversions run at once on the conversion host, among the runs that share
@@ -267,6 +276,7 @@ ARGUMENT_SPEC = {
     "start": {"type": "bool", "default": False},
     "force": {"type": "bool", "default": False},
     "guest_agent_packages": {"type": "path"},
+    "rebuild_initramfs": {"type": "bool", "default": False},
     "max_concurrent": {"type": "int"},
     "slot_dir": {"type": "path"},
 }
@@ -281,6 +291,7 @@ def main() -> None:
                              networks=p["networks"], bridges=p["bridges"], block_driver=p["block_driver"],
                              parallel=p["parallel"], force=p["force"], output_uri=p["output_uri"], pool=p["pool"],
                              start=p["start"], guest_agent_packages=p["guest_agent_packages"],
+                             rebuild_initramfs=p["rebuild_initramfs"],
                              max_concurrent=p["max_concurrent"], slot_dir=p["slot_dir"])
     run_module(module, lambda: run_convert(source_spec_from_params(p), options, check_mode=module.check_mode))
 

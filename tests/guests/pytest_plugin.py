@@ -70,3 +70,9 @@ def vmware_guest() -> VMwareGuest:
 def vmware_guest_lvm() -> VMwareGuest:
     """The same guest with an LVM root and a separate /boot partition."""
     return vmware_debian.build("lvm")
+
+
+@pytest.fixture(scope="session")
+def vmware_guest_most() -> VMwareGuest:
+    """The plain guest with Debian's default MODULES=most initramfs (virtio drivers already in it)."""
+    return vmware_debian.build("most")

@@ -20,9 +20,12 @@ After boot a systemd unit writes ONE line to ``/dev/ttyS0``::
 
 Layouts: ``plain`` (sda1 root, sda5 swap in an extended partition, as the
 Debian installer makes) and ``lvm`` (sda1 /boot, sda2 an LVM PV with root and
-swap LVs). The disk is assembled inside the libguestfs appliance, where the
-disk is /dev/sda and device-mapper exists, and the guest's own grub-install
-and update-grub run there.
+swap LVs). ``most`` is ``plain`` with Debian's default ``MODULES=most``
+initramfs, which already holds the virtio drivers (a guest installed from the
+Debian installer rather than a trimmed VMware template). The disk is
+assembled inside the libguestfs appliance, where the disk is /dev/sda and
+device-mapper exists, and the guest's own grub-install and update-grub run
+there.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from . import rootfs
 from .cache import Recipe, ensure_built, log, qemu_slot
 from .exports import VMHardware, export_ovf_and_ova, export_vmx
 
-LAYOUTS = ("plain", "lvm")
+LAYOUTS = ("plain", "lvm", "most")
 GiB = 1024 * 1024 * 1024
 MiB = 1024 * 1024
 MARKER_PREFIX = "KVMIGRATE-MARKER"
@@ -67,6 +70,8 @@ class GuestSpec:
     disk_size: int = 3 * GiB
     swap_mib: int = 256
     controller: str = "sata"
+    # "list": the VMware template's MODULES=list initramfs without virtio; "most": Debian's default
+    initramfs: str = "list"
 
     @property
     def vg(self) -> str:
@@ -96,6 +101,8 @@ class GuestSpec:
 SPECS = {
     "plain": GuestSpec(layout="plain", name="vmware-deb12", mac="00:50:56:3a:1b:2c", address="192.168.122.50/24"),
     "lvm": GuestSpec(layout="lvm", name="vmware-deb12-lvm", mac="00:50:56:3a:1b:2d", address="192.168.122.51/24"),
+    "most": GuestSpec(layout="plain", name="vmware-deb12-most", mac="00:50:56:3a:1b:2e", address="192.168.122.52/24",
+                      initramfs="most"),
 }
 
 
@@ -237,11 +244,16 @@ def _configure_tree(tree: Path, spec: GuestSpec, kernel: str) -> list[str]:
     _write(tree, "etc/apt/sources.list", "deb http://deb.debian.org/debian bookworm main\n"
                                          "deb http://deb.debian.org/debian-security bookworm-security main\n")
     _write(tree, "etc/default/grub", _grub_default())
-    _write(tree, "etc/initramfs-tools/initramfs.conf",
-           "# VMware template: only the drivers listed in /etc/initramfs-tools/modules\n"
-           "MODULES=list\nBUSYBOX=auto\nKEYMAP=n\nCOMPRESS=zstd\nDEVICE=\nNFSROOT=auto\nRUNSIZE=10%\nFSTYPE=ext4\n")
-    _write(tree, "etc/initramfs-tools/modules",
-           "# Storage drivers of VMware virtual hardware\n" + "\n".join(INITRAMFS_MODULES) + "\n")
+    if spec.initramfs == "most":
+        _write(tree, "etc/initramfs-tools/initramfs.conf",
+               "MODULES=most\nBUSYBOX=auto\nKEYMAP=n\nCOMPRESS=zstd\nDEVICE=\nNFSROOT=auto\nRUNSIZE=10%\nFSTYPE=auto\n")
+        _write(tree, "etc/initramfs-tools/modules", "# List of modules that you want to include in your initramfs.\n")
+    else:
+        _write(tree, "etc/initramfs-tools/initramfs.conf",
+               "# VMware template: only the drivers listed in /etc/initramfs-tools/modules\n"
+               "MODULES=list\nBUSYBOX=auto\nKEYMAP=n\nCOMPRESS=zstd\nDEVICE=\nNFSROOT=auto\nRUNSIZE=10%\nFSTYPE=ext4\n")
+        _write(tree, "etc/initramfs-tools/modules",
+               "# Storage drivers of VMware virtual hardware\n" + "\n".join(INITRAMFS_MODULES) + "\n")
     _write(tree, "etc/initramfs-tools/conf.d/resume", "RESUME=none\n")
     _write(tree, "usr/local/sbin/kvmigrate-marker", MARKER_SCRIPT, 0o755)
     _write(tree, "etc/systemd/system/kvmigrate-marker.service", MARKER_UNIT)
@@ -256,12 +268,15 @@ def _configure_tree(tree: Path, spec: GuestSpec, kernel: str) -> list[str]:
         (tree / "etc/systemd/system" / timer).symlink_to("/dev/null")
     # A known root password for debugging on the serial console; a test VM only.
     rootfs.chroot(tree, ["chpasswd"], input_text="root:kvmigrate\n")
-    log("building the VMware-style initramfs (MODULES=list, no virtio)")
+    log(f"building the initramfs (MODULES={spec.initramfs})")
     rootfs.chroot(tree, ["update-initramfs", "-u", "-k", kernel])
     listing = run_tool(["lsinitramfs", str(tree / "boot" / f"initrd.img-{kernel}")])
     modules = sorted(Path(p).name for p in listing.splitlines() if p.endswith((".ko", ".ko.xz", ".ko.zst")))
     virtio = [m for m in modules if "virtio" in m]
-    if virtio:
+    if spec.initramfs == "most":
+        if not {"virtio_blk.ko", "virtio_pci.ko", "virtio_scsi.ko", "virtio_net.ko"} <= set(modules):
+            raise RuntimeError(f"the MODULES=most initramfs lacks virtio drivers; it has {virtio}")
+    elif virtio:
         raise RuntimeError(f"the VMware-style initramfs must not contain virtio modules, found {virtio}")
     for wanted in ("ahci", "sd_mod", "vmw_pvscsi", "ext4"):
         if f"{wanted}.ko" not in modules:
@@ -394,7 +409,10 @@ def _assemble_disk(disk: Path, tar: Path, spec: GuestSpec, sessions: int = 3) ->
 def recipe(layout: str) -> Recipe:
     if layout not in SPECS:
         raise KeyError(f"no layout {layout!r}; known: {', '.join(LAYOUTS)}")
-    return Recipe(name=SPECS[layout].name, params={"spec": asdict(SPECS[layout]),
+    spec = asdict(SPECS[layout])
+    if spec["initramfs"] == "list":  # the default; left out so that older guests keep their cache key
+        del spec["initramfs"]
+    return Recipe(name=SPECS[layout].name, params={"spec": spec,
                                                     "initramfs_modules": list(INITRAMFS_MODULES)},
                   modules=("vmware_debian.py", "exports.py"), inputs=(rootfs.recipe().key,))
 

@@ -170,6 +170,11 @@ def test_four_guests_two_at_a_time(vmware_guest, blank_disk, libvirtd: PrivateLi
 
     # progress was shown while the conversions ran
     assert re.search(r"vmware-deb12: running, phase (inspect|convert|copy)", output), output[-3000:]
+    # a guest is collected, defined and recorded as soon as its conversion ends, not after the window:
+    # the short guests are finished while the long one still converts
+    for name in ("fleet-sles15", "fleet-rocky9"):
+        collected = output.index(f"Collect the conversion of {name}")
+        assert collected < output.rindex("vmware-deb12: running"), output[-6000:]
 
     # the second run converts nothing, changes nothing, and still reports the broken guest
     uuids = {n: libvirtd.virsh("domuuid", n).stdout.strip() for n in CONVERTED}

@@ -97,6 +97,7 @@ class ConvertOptions:
     pool: str = "default"
     start: bool = False
     guest_agent_packages: str | None = None
+    rebuild_initramfs: bool = False
     max_concurrent: int | None = None
     slot_dir: str | None = None
 
@@ -306,7 +307,8 @@ class ConversionRun:
                 with self.clock.phase("convert"):
                     report = convert_linux(g, guest, source, LinuxConvertOptions(
                         block_driver=self.options.block_driver,
-                        guest_agent_packages=self.options.guest_agent_packages, log=self.log))
+                        guest_agent_packages=self.options.guest_agent_packages,
+                        rebuild_initramfs=self.options.rebuild_initramfs, log=self.log))
                 self.result.conversion += report.steps
                 self.result.network = report.network
                 self.result.warnings.extend(report.warnings)

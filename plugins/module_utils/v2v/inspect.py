@@ -14,13 +14,12 @@ import contextlib
 import os
 import posixpath
 import re
-import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v import guestnet
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.initramfs import InitramfsUnreadable, read_initramfs
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import (
     Finding,
     GuestFilesystem,
@@ -204,22 +203,16 @@ def _read(g: Any, path: str) -> str | None:
 
 
 def initramfs_modules(g: Any, initrd: str) -> list[str] | None:
-    """Kernel module names inside an initramfs, listed with the host's tool (None if unknown)."""
-    lister = shutil.which("lsinitramfs") or shutil.which("lsinitrd")
-    if lister is None or not _exists(g, initrd):
+    """Kernel module names inside an initramfs (None when it cannot be read)."""
+    if not _exists(g, initrd):
         return None
     with tempfile.TemporaryDirectory(prefix="kvmigrate-initrd-") as tmp:
         local = os.path.join(tmp, "initrd")
         g.download(initrd, local)
-        proc = subprocess.run([lister, local], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        return None
-    names = []
-    for line in proc.stdout.splitlines():
-        base = posixpath.basename(line.strip())
-        if ".ko" in base:
-            names.append(base.split(".ko", 1)[0].replace("-", "_"))
-    return sorted(set(names))
+        try:
+            return sorted(read_initramfs(local).module_names())
+        except InitramfsUnreadable:
+            return None
 
 
 def _kernel_has_module(g: Any, moddir: str, module: str) -> bool:

@@ -17,10 +17,12 @@ import fnmatch
 import os
 import posixpath
 import re
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v import initramfs
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.convert import devices
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import ConversionError
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inspect import (
@@ -61,6 +63,40 @@ UDEV_RULES = "/etc/udev/rules.d/70-kvmigrate-net-names.rules"
 FIRSTBOOT_DIR = "/usr/local/lib/kvmigrate"
 FIRSTBOOT_UNIT = "/etc/systemd/system/kvmigrate-firstboot.service"
 _VERSION_SPLIT = re.compile(r"(\d+)")
+# What an initramfs is built from besides the files it copies as they are: a change under one
+# of these means a rebuilt initramfs would differ, so the existing one is not kept.
+INITRAMFS_INPUTS = (
+    "/etc/initramfs-tools/", "/usr/share/initramfs-tools/", "/etc/dracut.conf", "/etc/dracut.conf.d/",
+    "/usr/lib/dracut/", "/etc/crypttab", "/etc/modprobe.d/", "/lib/modprobe.d/", "/usr/lib/modprobe.d/",
+    "/etc/modules-load.d/", "/etc/udev/", "/lib/udev/", "/usr/lib/udev/", "/etc/lvm/", "/etc/mdadm",
+    "/etc/multipath", "/etc/iscsi/", "/etc/sysconfig/kernel", "/etc/sysconfig/mkinitrd", "/etc/kernel/cmdline",
+    "/etc/cmdline.d/", "/lib/modules/", "/usr/lib/modules/", "/etc/systemd/network/", "/lib/systemd/network/",
+    "/usr/lib/systemd/network/", "/etc/clevis", "/etc/dropbear",
+)
+# Of a removed package's files, those that make a rebuilt initramfs differ even when it does not
+# hold them: the initramfs tools' configuration and hooks, modprobe settings, kernel modules.
+INITRAMFS_TOOL_FILES = (
+    "/etc/initramfs-tools/", "/usr/share/initramfs-tools/", "/etc/dracut.conf", "/etc/dracut.conf.d/",
+    "/usr/lib/dracut/", "/etc/modprobe.d/", "/lib/modprobe.d/", "/usr/lib/modprobe.d/", "/lib/modules/",
+    "/usr/lib/modules/", "/etc/mkinitrd", "/lib/mkinitrd/",
+)
+# What conversion writes that the initramfs need not hold: the virtio driver lists (the
+# existing initramfs is kept only when it has those drivers), the interface name pins (udev
+# applies them again on the root filesystem), the first-boot agent installation, and
+# policy-rc.d (gone again). The pins do matter to an initramfs that brings up the network.
+INITRAMFS_NOT_NEEDED = (
+    "/etc/initramfs-tools/modules", "/etc/dracut.conf.d/90-kvmigrate-virtio.conf", "/etc/systemd/network/10-kvmigrate-",
+    UDEV_RULES, FIRSTBOOT_DIR + "/", FIRSTBOOT_UNIT, "/etc/systemd/system/multi-user.target.wants/kvmigrate-",
+    "/usr/sbin/policy-rc.d",
+)
+# An initramfs that brings up the network (network root, disk unlocking over the network, SSH in
+# the initramfs) and the kernel options that make it do so.
+# (What the initramfs holds for that, not kernel modules: MODULES=most has iscsi_tcp.ko anyway.)
+INITRAMFS_NETWORK_PATHS = ("etc/iscsi/", "sbin/iscsistart", "usr/sbin/iscsistart", "bin/clevis", "usr/bin/clevis",
+                           "etc/clevis", "etc/dropbear", "etc/tinyssh", "usr/sbin/dropbear", "sbin/dropbear")
+NETWORK_BOOT_OPTION = re.compile(r"(?:^|[\s\"'])(?:ip=|netroot=|rd\.neednet|root=/dev/nfs|nfsroot=|rd\.iscsi)")
+# A file removed by the guest's package manager, whose earlier content was not read.
+_REMOVED_BY_PACKAGE = b"\0removed by the package manager"
 
 
 # Hypervisor tools: what their removal reads and runs (detection is in inspect.py).
@@ -177,6 +213,8 @@ class LinuxConvertOptions:
     # with their dependencies) to install offline.
     guest_agent_packages: str | None = None
     remove_tools: bool = True
+    # Rebuild every initramfs, even one that has the virtio drivers and holds nothing conversion changed.
+    rebuild_initramfs: bool = False
     # Where each command run inside the guest and its output are written (the conversion log).
     log: Callable[[str], None] | None = None
 
@@ -208,6 +246,22 @@ def _version_key(version: str) -> list[Any]:
     return [int(p) if p.isdigit() else p for p in _VERSION_SPLIT.split(version)]
 
 
+def _module_name(path: str) -> str:
+    """``virtio_blk`` for ``kernel/drivers/block/virtio_blk.ko.xz`` (``-`` and ``_`` are the same to modprobe)."""
+    return posixpath.basename(path.strip()).split(".ko", 1)[0].replace("-", "_")
+
+
+def _initramfs_names(path: str) -> list[str]:
+    """Where a guest file would be inside an initramfs (usr-merged or not: /lib and /usr/lib both)."""
+    rel = path.lstrip("/")
+    for top in ("lib/", "lib64/", "bin/", "sbin/"):
+        if rel.startswith(top):
+            return [rel, "usr/" + rel]
+        if rel.startswith("usr/" + top):
+            return [rel, rel[4:]]
+    return [rel]
+
+
 def choose_kernel(kernels: list[GuestKernel]) -> GuestKernel:
     """The newest installed kernel that has virtio drivers: the one that will boot."""
     usable = [k for k in kernels if k.has_virtio_modules and not k.xen_pv_only]
@@ -227,6 +281,11 @@ class LinuxConverter:
         self.options = options
         self.report = ConversionReport()
         self.family = self._family()
+        # Every guest file this conversion wrote or removed, with its content before (None: it did
+        # not exist), and the changes whose files are not known (package installs, vendor
+        # uninstallers): both decide whether an initramfs can be kept as it is.
+        self._changed: dict[str, bytes | None] = {}
+        self._unknown_changes: list[str] = []
 
     # -- helpers -------------------------------------------------------
     def _family(self) -> str:
@@ -260,7 +319,14 @@ class LinuxConverter:
             return None
         return self.g.read_file(path).decode("utf-8", "surrogateescape")
 
+    def _remember(self, path: str) -> None:
+        """Keep a file's content from before its first change (for the initramfs decision)."""
+        if path not in self._changed:
+            self._changed[path] = (self.g.read_file(path) if self._exists(path) and self.g.is_file(path)
+                                   else None)
+
     def _write(self, path: str, text: str) -> None:
+        self._remember(path)
         self.g.mkdir_p(posixpath.dirname(path))
         self.g.write(path, text.encode("utf-8", "surrogateescape"))
 
@@ -337,6 +403,7 @@ class LinuxConverter:
         # and leaves the source as it was.
         if self.family == "debian":
             argv = ["/usr/bin/env", "DEBIAN_FRONTEND=noninteractive", "dpkg", "--purge", *packages]
+            self._remember_dpkg_files(packages)
             with self._services_held():
                 self._remove_with(argv, packages)
             tool = "dpkg --purge"
@@ -349,11 +416,25 @@ class LinuxConverter:
             # else in a distribution needs them; a dependency check could only stop the
             # conversion for a package that does nothing on KVM.
             argv = ["rpm", "-e", "--nodeps", *packages]
+            self._unknown_changes.append(f"rpm -e {' '.join(packages)}")
             self._remove_with(argv, packages)
             tool = "rpm -e"
         self.report.steps.append(f"removed hypervisor tools: {', '.join(packages)} (with {tool})")
         if any(p.startswith("xe-guest-utilities") for p in packages):
             self._restore_inittab_gettys()
+
+    def _remember_dpkg_files(self, packages: list[str]) -> None:
+        """Note the files dpkg is about to remove (its lists); removal scripts that touch boot files are unknown."""
+        for package in packages:
+            info = "/var/lib/dpkg/info/"
+            for listing in [f"{info}{package}.list", *self.g.glob_expand(f"{info}{package}:*.list")]:
+                for line in (self._read(listing) or "").splitlines():
+                    if line.startswith("/") and line != "/.":
+                        self._changed.setdefault(line, _REMOVED_BY_PACKAGE)
+            for script in [f"{info}{package}.{s}" for s in ("prerm", "postrm")] + [
+                    p for s in ("prerm", "postrm") for p in self.g.glob_expand(f"{info}{package}:*.{s}")]:
+                if re.search(r"initramfs|dracut|mkinitrd|modprobe|/etc/udev", self._read(script) or ""):
+                    self._unknown_changes.append(f"the removal scripts of {package}")
 
     def _remove_with(self, argv: list[str], packages: list[str]) -> None:
         try:
@@ -396,6 +477,7 @@ class LinuxConverter:
         try:
             yield
         finally:
+            self._remember(POLICY_RC_D)
             self.g.rm_f(POLICY_RC_D)
 
     def _restore_inittab_gettys(self) -> None:
@@ -446,6 +528,7 @@ class LinuxConverter:
 
     def _run_uninstaller(self, tools: str, script: str, argv: list[str], leftovers: tuple[str, ...]) -> None:
         failed = None
+        self._unknown_changes.append(f"the {tools} uninstaller")
         try:
             self._run(argv, f"the {tools} uninstaller")
         except ConversionError as exc:
@@ -498,6 +581,7 @@ class LinuxConverter:
     def remove_stale_caches(self) -> None:
         removed = [p for p in STALE_CACHES if self._exists(p) and self.g.is_file(p)]
         for path in removed:
+            self._remember(path)
             self.g.rm(path)
         if removed:
             self.report.steps.append(f"removed stale device caches: {', '.join(removed)}")
@@ -560,6 +644,7 @@ class LinuxConverter:
                       + self.g.glob_expand("/var/cache/yum/*/*/packages/qemu-guest-agent-*.rpm"))
         if cached:
             tool = ["dpkg", "-i"] if self.family == "debian" else ["rpm", "-i", "--nodeps"]
+            self._unknown_changes.append(f"installing {posixpath.basename(cached[-1])}")
             self._run([*tool, cached[-1]], "installing qemu-guest-agent")
             self.report.steps.append(f"installed qemu-guest-agent from {cached[-1]}")
             return
@@ -580,6 +665,7 @@ class LinuxConverter:
                     f"[Service]\nType=oneshot\nExecStart={FIRSTBOOT_DIR}/install-guest-agent.sh\n\n"
                     "[Install]\nWantedBy=multi-user.target\n")
         self.g.mkdir_p("/etc/systemd/system/multi-user.target.wants")
+        self._remember("/etc/systemd/system/multi-user.target.wants/kvmigrate-firstboot.service")
         self.g.ln_sf(FIRSTBOOT_UNIT, "/etc/systemd/system/multi-user.target.wants/kvmigrate-firstboot.service")
         self.report.steps.append("scheduled qemu-guest-agent installation at first boot")
         self.report.warnings.append("qemu-guest-agent is not cached in the guest: it will be installed at first "
@@ -604,6 +690,7 @@ class LinuxConverter:
                 inside.append(target)
             tool = (["/usr/bin/env", "DEBIAN_FRONTEND=noninteractive", "dpkg", "-i"] if self.family == "debian"
                     else ["rpm", "-U", "--replacepkgs"])
+            self._unknown_changes.append("installing the packages of guest_agent_packages")
             self._run([*tool, *inside], "installing qemu-guest-agent from guest_agent_packages")
         finally:
             self.g.rm_rf(staging)
@@ -618,6 +705,13 @@ class LinuxConverter:
         The driver lists are also written to the guest's configuration, so a
         later kernel update keeps them (``MODULES=list`` and dracut
         ``hostonly`` included).
+
+        An initramfs is kept as it is when it already holds the virtio drivers
+        (with the modules they depend on) and nothing it was built from or
+        holds a copy of was changed by this conversion (``initramfs_kept``):
+        Debian and Ubuntu's default ``MODULES=most`` has them, and rebuilding
+        costs minutes without hardware virtualization. ``rebuild_initramfs``
+        rebuilds every one, as virt-v2v does.
         """
         kernel = choose_kernel(self.guest.kernels)
         self.report.kernel = kernel.version
@@ -632,28 +726,120 @@ class LinuxConverter:
             if missing:
                 text = current if current.endswith("\n") or not current else current + "\n"
                 self._write(modules_file, text + "# Added by kvmigrate.v2v for KVM\n" + "\n".join(missing) + "\n")
-            for k in usable:
-                self._run(["update-initramfs", "-u", "-k", k.version], f"update-initramfs for {k.version}")
+            tool = "update-initramfs"
         elif self.g.exists("/usr/bin/dracut") or self.g.exists("/sbin/dracut") or self.g.exists("/usr/sbin/dracut"):
             self._write("/etc/dracut.conf.d/90-kvmigrate-virtio.conf",
                         "# Written by kvmigrate.v2v: keep virtio drivers in every initramfs\n"
                         f'add_drivers+=" {drivers} "\n')
-            for k in usable:
-                initrd = k.initrd or f"/boot/initramfs-{k.version}.img"
-                self._run(["dracut", "-f", "--add-drivers", drivers, initrd, k.version], f"dracut for {k.version}")
+            tool = "dracut"
         elif self.g.exists("/sbin/mkinitrd"):
-            for k in usable:
-                self._run(["/sbin/mkinitrd", "-m", drivers, "-k", k.path or f"/boot/vmlinuz-{k.version}",
-                           "-i", k.initrd or f"/boot/initrd-{k.version}"], f"mkinitrd for {k.version}")
+            tool = "mkinitrd"
         else:
             raise ConversionError("the guest has no initramfs tool (update-initramfs, dracut or mkinitrd)",
                                   subject=self.source.name)
-        versions = ", ".join(k.version for k in usable)
-        self.report.steps.append(f"rebuilt the initramfs of {versions} with {drivers}")
+        rebuilt, kept = [], []
+        for k in usable:
+            reason = "rebuild_initramfs is set" if self.options.rebuild_initramfs else self._initramfs_rebuild_reason(k)
+            if reason is None:
+                kept.append(k.version)
+                self._log(f"initramfs of {k.version} kept: it has the virtio drivers and holds nothing this "
+                          "conversion changed")
+                continue
+            self._log(f"initramfs of {k.version} is rebuilt: {reason}")
+            rebuilt.append(k.version)
+            if tool == "update-initramfs":
+                self._run(["update-initramfs", "-u", "-k", k.version], f"update-initramfs for {k.version}")
+            elif tool == "dracut":
+                initrd = k.initrd or f"/boot/initramfs-{k.version}.img"
+                self._run(["dracut", "-f", "--add-drivers", drivers, initrd, k.version], f"dracut for {k.version}")
+            else:
+                self._run(["/sbin/mkinitrd", "-m", drivers, "-k", k.path or f"/boot/vmlinuz-{k.version}",
+                           "-i", k.initrd or f"/boot/initrd-{k.version}"], f"mkinitrd for {k.version}")
+        if rebuilt:
+            self.report.steps.append(f"rebuilt the initramfs of {', '.join(rebuilt)} with {drivers}")
+        if kept:
+            self.report.steps.append(f"kept the initramfs of {', '.join(kept)}: it already has the virtio drivers")
         if skipped:
             self.report.warnings.append(
                 f"kernel {', '.join(skipped)} has no virtio drivers (or is Xen PV only) and cannot boot on KVM; "
                 f"it stays installed: boot {kernel.version} or another kernel with virtio drivers")
+
+    def _virtio_module_files(self, version: str) -> list[str] | None:
+        """modules.dep paths of the virtio drivers and what they depend on (None: no modules.dep).
+
+        Built-in drivers need no file; a driver this kernel does not have is
+        left out (a rebuild could not add it either).
+        """
+        moddir = next((d for d in (f"/lib/modules/{version}", f"/usr/lib/modules/{version}")
+                       if self._exists(f"{d}/modules.dep")), None)
+        if moddir is None:
+            return None
+        builtin = {_module_name(line) for line in (self._read(f"{moddir}/modules.builtin") or "").split()}
+        depends: dict[str, list[str]] = {}
+        for line in (self._read(f"{moddir}/modules.dep") or "").splitlines():
+            module, _colon, needs = line.partition(":")
+            if module.strip():
+                depends[_module_name(module)] = [module.strip(), *needs.split()]
+        return [path for driver in VIRTIO_DRIVERS if driver not in builtin for path in depends.get(driver, [])]
+
+    def _removed_file_reason(self, path: str, image: initramfs.Initramfs) -> str | None:
+        """Why a file dpkg listed for a removed package needs a rebuild (None: it does not).
+
+        A removed file matters when the initramfs holds it, or when it is part
+        of the initramfs tools' own configuration, hooks or kernel modules. A
+        udev rule or a unit of the package that the initramfs does not hold
+        does not: the initramfs tools copy only the rules they name.
+        """
+        if self.g.is_dir(path) or self._exists(path):
+            return None  # dpkg's lists name shared directories (/lib, /etc) too; what is still there stayed
+        if path.startswith(INITRAMFS_TOOL_FILES):
+            return f"this conversion removed {path} (with its package), which it is built from"
+        for rel in _initramfs_names(path):
+            mode = image.files.get(rel)
+            if mode is not None and mode & 0o170000 != 0o040000:
+                return f"it holds {path}, which this conversion removed with its package"
+        return None
+
+    def _initramfs_rebuild_reason(self, kernel: GuestKernel) -> str | None:
+        """Why the initramfs of ``kernel`` must be rebuilt, or None when the one installed boots on KVM as it is."""
+        if self._unknown_changes:
+            return f"{self._unknown_changes[0]} may have changed what it is built from"
+        if not kernel.initrd or not self._exists(kernel.initrd):
+            return "there is none"
+        needed = self._virtio_module_files(kernel.version)
+        if needed is None:
+            return "the kernel has no modules.dep to check the virtio drivers against"
+        wanted = {rel for path in self._changed for rel in _initramfs_names(path)}
+        with tempfile.TemporaryDirectory(prefix="kvmigrate-initrd-") as tmp:
+            local = os.path.join(tmp, "initrd")
+            self.g.download(kernel.initrd, local)
+            try:
+                image = initramfs.read_initramfs(local, wanted)
+            except initramfs.InitramfsUnreadable as exc:
+                return f"{kernel.initrd} could not be read ({exc})"
+        absent = [posixpath.basename(m) for m in needed if not image.has_module_file(kernel.version, m)]
+        if absent:
+            return f"it lacks {', '.join(absent)}"
+        network = any(path.startswith(INITRAMFS_NETWORK_PATHS) for path in image.files) or any(
+            NETWORK_BOOT_OPTION.search(self._read(f) or "") for f in ("/etc/default/grub", "/etc/kernel/cmdline"))
+        for path, before in sorted(self._changed.items()):
+            if before == _REMOVED_BY_PACKAGE:
+                reason = self._removed_file_reason(path, image)
+                if reason:
+                    return reason
+                continue
+            pin = path == UDEV_RULES or path.startswith("/etc/systemd/network/10-kvmigrate-")
+            if path.startswith(INITRAMFS_NOT_NEEDED) and not (network and pin):
+                continue
+            if path.startswith(INITRAMFS_INPUTS):
+                return f"this conversion changed {path}, which it is built from"
+            for rel in _initramfs_names(path):
+                mode = image.files.get(rel)
+                if mode is None or mode & 0o170000 == 0o040000:
+                    continue
+                if before is None or image.contents.get(rel) == before:
+                    return f"it holds {path}, which this conversion changed"
+        return None
 
     def regenerate_boot_menu(self) -> None:
         if self.guest.bootloader != "grub2":
