@@ -66,11 +66,11 @@ def test_lists_files_and_keeps_wanted_contents(tmp_path: Path, main_archive: byt
     assert not image.has_module_file(VERSION, "kernel/drivers/scsi/virtio_scsi.ko")
 
 
-def test_early_microcode_archive_then_compressed_main_and_later_entries_win(tmp_path: Path,
-                                                                          main_archive: bytes) -> None:
+def test_early_microcode_archive_then_compressed_main_and_later_entries_win(
+        tmp_path: Path, main_archive: bytes) -> None:
     early = tmp_path / "early"
-    early_archive = cpio(early, tree_with(early, {"kernel/x86/microcode/GenuineIntel.bin": b"ucode",
-                                                 "etc/fstab": b"from the early archive\n"}))
+    early_archive = cpio(early, tree_with(early, {
+        "kernel/x86/microcode/GenuineIntel.bin": b"ucode", "etc/fstab": b"from the early archive\n"}))
     padding = b"\0" * ((-len(early_archive)) % 512)
     image_path = tmp_path / "initrd"
     image_path.write_bytes(early_archive + padding + subprocess.run(["zstd", "-q", "-c"], input=main_archive,

@@ -198,25 +198,28 @@ def _with_command(name: str, argv: list[str], source: IO[bytes], first: bytes,
         raise InitramfsUnreadable(f"the initramfs is {name}-compressed and this host has no {argv[0]}",
                                   hint=f"Install {argv[0]} on the conversion host")
     with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
-        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        stdin, stdout = proc.stdin, proc.stdout
+        if stdin is None or stdout is None or proc.stderr is None:
+            raise InitramfsUnreadable(f"could not start {argv[0]} with pipes")
+
         def feed() -> None:
             try:
-                proc.stdin.write(first)  # type: ignore[union-attr]
-                shutil.copyfileobj(source, proc.stdin)  # type: ignore[arg-type]
+                stdin.write(first)
+                shutil.copyfileobj(source, stdin)
             except BrokenPipeError:
                 pass
             finally:
-                proc.stdin.close()  # type: ignore[union-attr]
+                stdin.close()
 
         feeder = threading.Thread(target=feed, daemon=True)
         feeder.start()
         try:
-            _archives(_Stream(proc.stdout), image, want)
+            _archives(_Stream(stdout), image, want)
         except InitramfsUnreadable:
             proc.kill()
             raise
         finally:
-            proc.stdout.read()
+            stdout.read()
             feeder.join()
             err = proc.stderr.read().decode("utf-8", "replace").strip()
         if proc.wait() != 0:
