@@ -42,6 +42,32 @@ options:
       - Fail when the guest has no status file.
     type: bool
     default: false
+  wait_seconds:
+    description:
+      - Before reading, wait up to this many seconds for the conversion, or one of O(watch), to end, and
+        return as soon as one does, that is when its status turns V(done), V(failed) or V(check), or when a
+        status that was already final when the wait began (a previous run's) is written again in a final state.
+      - RV(ended) names the conversions that ended; it is empty when the time ran out.
+      - Meant for a loop that waits on several conversions under C(async) (as the C(kvmigrate.v2v.migrate)
+        role does), so that it looks at the jobs when one ends, not only every so many seconds.
+      - V(0) reads at once.
+    type: int
+    default: 0
+  watch:
+    description:
+      - More conversions whose end also ends the wait of O(wait_seconds); the status returned is still
+        the one of O(name).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: The guest name, as in O(name).
+        type: str
+        required: true
+      work_dir:
+        description: Its work directory; the default is this task's O(work_dir).
+        type: path
 seealso:
   - module: kvmigrate.v2v.convert_guest
 """
@@ -65,6 +91,13 @@ EXAMPLES = r"""
 - name: Print it
   ansible.builtin.debug:
     msg: "{{ web01_status.state }} in {{ web01_status.phase }} ({{ web01_status.percent | default('-', true) }} %)"
+- name: Wait up to a minute for web01 or db01 to finish converting
+  kvmigrate.v2v.conversion_status:
+    name: web01
+    wait_seconds: 60
+    watch:
+      - name: db01
+  register: first_to_end
 """
 
 RETURN = r"""
@@ -118,6 +151,16 @@ age_seconds:
   description: Seconds since the status was last written.
   returned: when RV(exists)
   type: float
+ended:
+  description: The guests (O(name) and O(watch)) whose conversion ended during the wait.
+  returned: when O(wait_seconds) is more than 0
+  type: list
+  elements: str
+  sample: [db01]
+waited_seconds:
+  description: How long the module waited.
+  returned: when O(wait_seconds) is more than 0
+  type: float
 phases:
   description:
     - Each phase so far, in order, with C(name) and C(seconds); a phase lasts until the next one starts,
@@ -128,28 +171,45 @@ phases:
   sample: [{name: open, seconds: 0.4}, {name: inspect, seconds: 9.1}, {name: convert, seconds: 61.0}]
 """
 
+import time
+
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.status import read_conversion_status
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.status import read_conversion_status, wait_for_end
 
 ARGUMENT_SPEC = {
     "name": {"type": "str", "required": True},
     "work_dir": {"type": "path", "default": "/var/tmp"},
     "must_exist": {"type": "bool", "default": False},
+    "wait_seconds": {"type": "int", "default": 0},
+    "watch": {"type": "list", "elements": "dict", "default": [], "options": {
+        "name": {"type": "str", "required": True},
+        "work_dir": {"type": "path"},
+    }},
 }
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    params = module.params
+    if params["wait_seconds"] < 0:
+        module.fail_json(msg=f"wait_seconds must be 0 or more, not {params['wait_seconds']}")
+    waited: dict[str, object] = {}
+    if params["wait_seconds"] > 0:
+        watched = [(params["work_dir"], params["name"])] + [
+            (entry["work_dir"] or params["work_dir"], entry["name"]) for entry in params["watch"]]
+        start = time.monotonic()
+        waited["ended"] = wait_for_end(watched, params["wait_seconds"])
+        waited["waited_seconds"] = round(time.monotonic() - start, 3)
     try:
-        status = read_conversion_status(module.params["work_dir"], module.params["name"])
+        status = read_conversion_status(params["work_dir"], params["name"])
     except (OSError, ValueError) as exc:
-        module.fail_json(msg=f"cannot read the status of {module.params['name']}: {exc}")
+        module.fail_json(msg=f"cannot read the status of {params['name']}: {exc}")
     if module.params["must_exist"] and not status.exists:
         module.fail_json(msg=f"{module.params['name']}: no conversion status at {status.status_file}. Check name and "
                              "work_dir against the convert_guest task", status_file=status.status_file)
     data = {k: v for k, v in status.to_dict().items() if status.exists or k in ("guest", "status_file", "exists", "phases")}
-    module.exit_json(changed=False, **data)
+    module.exit_json(changed=False, **data, **waited)
 
 
 if __name__ == "__main__":

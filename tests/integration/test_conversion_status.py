@@ -8,6 +8,7 @@ conversion_status under async is in tests/integration/test_fleet.py.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -80,3 +81,41 @@ def test_module_running_done_failed_missing_and_check_mode(tmp_path: Path) -> No
     assert {p: p.read_bytes() for p in work.rglob("*") if p.is_file()} == before
     assert not (work / "kvmigrate-absent").exists()
     assert json.loads((work / "kvmigrate-done" / "status.json").read_text())["state"] == "done"
+
+
+def test_wait_ends_when_a_watched_conversion_ends(tmp_path: Path) -> None:
+    """wait_seconds: the task returns when db01 (in another work_dir) ends, not after its 300 s."""
+    work, other = tmp_path / "work", tmp_path / "other"
+    write_run(work, "web01", finish=None)
+    db01 = write_run(other, "db01", finish=None)
+    stop = threading.Event()
+
+    def finish_db01() -> None:
+        # Ends a few seconds in; written again every second, as a status written once would be
+        # missed by a wait that began after it (that case: the unit test of wait_for_end).
+        time.sleep(3)
+        while not stop.is_set():
+            db01.update(state="done", percent=100.0)
+            stop.wait(1)
+
+    writer = threading.Thread(target=finish_db01, daemon=True)
+    writer.start()
+    try:
+        run = run_tasks([
+            {"name": "wait for web01 or db01", "kvmigrate.v2v.conversion_status": {
+                "name": "web01", "work_dir": str(work), "wait_seconds": 300,
+                "watch": [{"name": "db01", "work_dir": str(other)}]}, "register": "first"},
+            {"name": "time runs out", "kvmigrate.v2v.conversion_status": {
+                "name": "web01", "work_dir": str(work), "wait_seconds": 1}, "register": "timeout"},
+            {"name": "negative", "kvmigrate.v2v.conversion_status": {
+                "name": "web01", "work_dir": str(work), "wait_seconds": -1}, "register": "negative"},
+        ], tmp_path)
+    finally:
+        stop.set()
+        writer.join()
+    r = run.results
+    assert r["first"]["ended"] == ["db01"] and r["first"]["waited_seconds"] < 300, run.output
+    # the status returned is still web01's
+    assert r["first"]["guest"] == "web01" and r["first"]["state"] == "running" and r["first"]["changed"] is False
+    assert r["timeout"]["ended"] == [] and r["timeout"]["waited_seconds"] >= 1
+    assert r["negative"]["failed"] and "wait_seconds must be 0 or more" in r["negative"]["msg"]

@@ -141,3 +141,38 @@ def read_conversion_status(work_dir: str, name: str, *, now: float | None = None
         percent=data.get("percent"), error=data.get("error"), started=started, updated=updated,
         elapsed_seconds=round(end - started, 3) if started is not None and end is not None else None,
         age_seconds=round(now - updated, 3) if updated is not None else None, phases=phases)
+
+
+def _final_stamp(work_dir: str, name: str) -> float | None:
+    """When the status of ``name`` was last written, if it is in a final state (None: running or absent)."""
+    try:
+        data = read_status(status_path(work_dir, name))
+    except (FileNotFoundError, ValueError):
+        return None  # not started yet, or a reader racing a writer that is not atomic (never ours)
+    if data.get("state") not in FINAL_STATES:
+        return None
+    return float(data.get("updated") or 0.0)
+
+
+def wait_for_end(watched: list[tuple[str, str]], timeout: float, *, interval: float = 1.0) -> list[str]:
+    """Wait up to ``timeout`` seconds until one of the ``(work_dir, name)`` conversions ends.
+
+    A conversion ends when its status turns final (done, failed, check) or,
+    if it already was final when the wait began (a previous run's status),
+    when it is written again in a final state. Returns the names that ended,
+    as soon as there is one; empty when the time ran out.
+    """
+    before = {entry: _final_stamp(*entry) for entry in watched}
+    deadline = time.monotonic() + max(0.0, timeout)
+    while True:
+        ended = []
+        for entry in watched:
+            stamp, previous = _final_stamp(*entry), before[entry]
+            if stamp is not None and (previous is None or stamp > previous):
+                ended.append(entry[1])
+        if ended:
+            return ended
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return []
+        time.sleep(min(interval, left))

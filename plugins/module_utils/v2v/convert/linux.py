@@ -780,7 +780,8 @@ class LinuxConverter:
             module, _colon, needs = line.partition(":")
             if module.strip():
                 depends[_module_name(module)] = [module.strip(), *needs.split()]
-        return [path for driver in VIRTIO_DRIVERS if driver not in builtin for path in depends.get(driver, [])]
+        paths = [path for driver in VIRTIO_DRIVERS if driver not in builtin for path in depends.get(driver, [])]
+        return list(dict.fromkeys(paths))  # drivers share dependencies (virtio.ko, virtio_ring.ko): each once
 
     def _removed_file_reason(self, path: str, image: initramfs.Initramfs) -> str | None:
         """Why a file dpkg listed for a removed package needs a rebuild (None: it does not).
