@@ -129,8 +129,9 @@ options:
       - At most this many conversions run at once on the conversion host, among the runs that share
         O(slot_dir) (a sliding window - as soon as one ends, the next waiting run starts).
       - A run that has to wait says phase V(queued) in its C(status.json) (rewritten every few seconds) before
-        it opens anything; waiting runs start in the order they arrived. The time spent waiting is the phase
-        C(queued) of RV(phases).
+        it opens the disks; waiting runs start in the order they started (a run takes its place in the queue
+        when it starts, before it reads its source's description, so a source that is slow to read keeps its
+        place). The time spent waiting is the phase C(queued) of RV(phases).
       - The slot is freed when the run ends, however it ends (the lock goes with the process, also when it is
         killed). Under C(async), the time spent queued counts towards the job's timeout.
       - In check mode the runs are throttled too (each inspects in an appliance); the lock files are the only

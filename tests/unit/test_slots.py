@@ -108,6 +108,52 @@ def test_waiting_runs_start_in_the_order_they_arrived(tmp_path: Path) -> None:
     assert _tickets(slots) == 0
 
 
+def _ticket_then_slot(directory: str, opening_seconds: float, log: str, name: str) -> None:
+    """A run that takes its ticket at its start and asks for its slot after opening its source."""
+    with SlotQueue(directory, 1).ticket() as ticket:
+        time.sleep(opening_seconds)
+        with ticket.slot(poll_seconds=0.05) as index:
+            with open(log, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"name": name, "event": "start", "slot": index, "t": time.time()}) + "\n")
+            time.sleep(0.2)
+            with open(log, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"name": name, "event": "end", "slot": index, "t": time.time()}) + "\n")
+
+
+def test_a_run_keeps_its_place_while_it_opens_its_source(tmp_path: Path) -> None:
+    """The slow-to-open run started first, so it converts first, though the other asked for a slot earlier."""
+    slots, log = tmp_path / "slots", tmp_path / "events.jsonl"
+    slow = SPAWN.Process(target=_ticket_then_slot, args=(str(slots), 1.5, str(log), "slow-to-open"))
+    slow.start()
+    _wait_for(lambda: _tickets(slots) == 1)
+    quick = SPAWN.Process(target=_ticket_then_slot, args=(str(slots), 0.0, str(log), "quick-to-open"))
+    quick.start()
+    for proc in (slow, quick):
+        proc.join(20)
+        assert proc.exitcode == 0
+    events = [(e["name"], e["event"]) for e in _events(log)]
+    assert events == [("slow-to-open", "start"), ("slow-to-open", "end"), ("quick-to-open", "start"),
+                      ("quick-to-open", "end")], events
+    assert _tickets(slots) == 0
+
+
+def test_a_ticket_given_up_without_a_slot_lets_the_next_run_go(tmp_path: Path) -> None:
+    """A run that ends before its slot (its output was up to date, its source failed to open) leaves the queue."""
+    slots, log = tmp_path / "slots", tmp_path / "events.jsonl"
+    queue = SlotQueue(str(slots), 1)
+    with queue.ticket() as ticket:
+        waiter = _start(slots, 1, 0.1, log, "next")
+        _wait_for(lambda: _tickets(slots) == 2)
+        time.sleep(0.3)
+        assert _events(log) == []  # it waits behind the ticket ahead of it, though the slot is free
+        ticket.release()
+        waiter.join(20)
+        assert waiter.exitcode == 0
+    assert [e["name"] for e in _events(log)] == ["next", "next"] and _tickets(slots) == 0
+    with pytest.raises(ValueError, match="used or given up"), ticket.slot():
+        pass
+
+
 def test_a_killed_holder_frees_its_slot(tmp_path: Path) -> None:
     slots, log = tmp_path / "slots", tmp_path / "events.jsonl"
     holder = _start(slots, 1, 600, log, "holder")

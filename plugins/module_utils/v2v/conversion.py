@@ -68,7 +68,12 @@ from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.pipeline import 
     estimate_copy,
     open_disks,
 )
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.slots import conversion_slot, slot_dir_for
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.slots import (
+    SlotQueue,
+    Ticket,
+    conversion_slot,
+    slot_dir_for,
+)
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.status import (
     LOG_FILE,
     STATUS_FILE,
@@ -205,6 +210,18 @@ class ConversionRun:
 
     # -- the run ---------------------------------------------------------------
     def run(self) -> Result:
+        if self.options.max_concurrent is None:
+            return self._run(None)
+        # The run's place in the queue is taken before its source is opened, so that runs get their slots
+        # in the order they started (the migrate role starts the largest sources first), however long
+        # each source takes to open.
+        with SlotQueue(self._slot_dir(), self.options.max_concurrent).ticket() as ticket:
+            return self._run(ticket)
+
+    def _slot_dir(self) -> str:
+        return self.options.slot_dir or slot_dir_for(self.spec.work_dir or DEFAULT_WORK_DIR)
+
+    def _run(self, ticket: Ticket | None) -> Result:
         with self.clock.phase("open"):
             source = load_source(self.spec)
         self.result.source = source
@@ -229,10 +246,8 @@ class ConversionRun:
         # Check mode writes nothing: its status and log stay in memory.
         work = None if self.check_mode else self._work_dir(source)
         status = StatusFile(os.path.join(work, STATUS_FILE) if work else None, self._name(source))
-        # At most max_concurrent runs at once (a sliding window): queued before anything is opened.
-        with conversion_slot(self.options.max_concurrent,
-                             self.options.slot_dir or slot_dir_for(self.spec.work_dir or DEFAULT_WORK_DIR),
-                             status, self.clock):
+        # At most max_concurrent runs at once (a sliding window): queued before the disks are opened.
+        with conversion_slot(self.options.max_concurrent, self._slot_dir(), status, self.clock, ticket):
             self.log = ConversionLog(os.path.join(work, LOG_FILE) if work else None)
             self.result.log_path = self.log.path
             status.update(phase="open", state="running")

@@ -11,7 +11,9 @@ next waiting run starts at once: one slow guest never holds back the others.
 
 Waiting runs are served in the order they arrived (first come, first served):
 each holds a ticket (``ticket-<n>.lock``, locked while it waits), and only the
-waiter with the lowest live ticket may take a free slot. A ticket whose lock
+waiter with the lowest live ticket may take a free slot. A conversion takes
+its ticket when it starts (``SlotQueue.ticket``) and asks for a slot once it
+has read its source (``Ticket.slot``), keeping its place meanwhile. A ticket whose lock
 can be taken belongs to a run that is gone, and is removed. A short lock on
 ``queue.lock`` makes taking a ticket and looking at the queue atomic.
 """
@@ -116,27 +118,69 @@ class SlotQueue:
         return None
 
     @contextlib.contextmanager
+    def ticket(self) -> Iterator[Ticket]:
+        """A place in the queue, taken now; ``Ticket.slot`` waits for a slot from that place.
+
+        A run takes its ticket when it starts and asks for its slot once it has
+        opened its source, so runs are served in the order they started, not
+        in the order their sources happened to open.
+        """
+        os.makedirs(self.directory, exist_ok=True)
+        number, handle = self._take_ticket()
+        ticket = Ticket(self, number, handle)
+        try:
+            yield ticket
+        finally:
+            ticket.release()
+
+    @contextlib.contextmanager
     def hold(self, on_wait: Callable[[int], None] | None = None, *,
+             poll_seconds: float = _POLL_SECONDS, heartbeat_seconds: float = _HEARTBEAT_SECONDS) -> Iterator[int]:
+        """Take a ticket and wait for a slot at once (see ``Ticket.slot``)."""
+        with self.ticket() as ticket, ticket.slot(on_wait, poll_seconds=poll_seconds,
+                                                  heartbeat_seconds=heartbeat_seconds) as index:
+            yield index
+
+
+class Ticket:
+    """One run's place in a ``SlotQueue`` (its locked ``ticket-<n>.lock``) until it takes a slot or gives up."""
+
+    def __init__(self, queue: SlotQueue, number: int, handle: IO[bytes]) -> None:
+        self.queue = queue
+        self.number = number
+        self._handle: IO[bytes] | None = handle
+        self._path = os.path.join(queue.directory, f"ticket-{number}.lock")
+
+    def release(self) -> None:
+        """Leave the queue (after taking a slot, or without one); the next waiter moves up."""
+        if self._handle is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path)
+        self._handle.close()
+        self._handle = None
+
+    @contextlib.contextmanager
+    def slot(self, on_wait: Callable[[int], None] | None = None, *,
              poll_seconds: float = _POLL_SECONDS, heartbeat_seconds: float = _HEARTBEAT_SECONDS) -> Iterator[int]:
         """Wait for a slot (calling ``on_wait(waiters_ahead)`` now and then while waiting) and hold it.
 
         Yields the slot's index. The slot is freed when the block ends, however it ends;
-        when the process dies, the kernel frees it.
+        when the process dies, the kernel frees it. The ticket is given up either way.
         """
-        os.makedirs(self.directory, exist_ok=True)
-        number, ticket = self._take_ticket()
-        ticket_path = os.path.join(self.directory, f"ticket-{number}.lock")
+        if self._handle is None:
+            raise ValueError("this ticket has been used or given up")
         slot: tuple[int, IO[bytes]] | None = None
         last_report = None
         try:
             while slot is None:
-                with self._queue_lock():
-                    ahead = self._ahead(number)
+                with self.queue._queue_lock():  # pylint: disable=protected-access
+                    ahead = self.queue._ahead(self.number)  # pylint: disable=protected-access
                     if ahead == 0:
-                        slot = self._take_free_slot()
+                        slot = self.queue._take_free_slot()  # pylint: disable=protected-access
                     if slot is not None:
                         with contextlib.suppress(FileNotFoundError):
-                            os.unlink(ticket_path)
+                            os.unlink(self._path)
                 if slot is not None:
                     break
                 now = time.monotonic()
@@ -145,10 +189,7 @@ class SlotQueue:
                     last_report = now
                 time.sleep(poll_seconds)
         finally:
-            ticket.close()
-            if slot is None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(ticket_path)
+            self.release()
         index, handle = slot
         try:
             yield index
@@ -158,8 +199,11 @@ class SlotQueue:
 
 @contextlib.contextmanager
 def conversion_slot(limit: int | None, directory: str, status: StatusFile | None = None,
-                    clock: PhaseClock | None = None) -> Iterator[int | None]:
+                    clock: PhaseClock | None = None, ticket: Ticket | None = None) -> Iterator[int | None]:
     """The slot of one conversion run: no limit (None) yields at once.
+
+    ``ticket``: the run's place in the queue, taken when it started
+    (``SlotQueue.ticket``); without one, the run queues from now.
 
     With a limit, the run's ``status.json`` says phase ``queued`` while it waits
     (rewritten every few seconds) and ``open`` once it has its slot, and the
@@ -168,7 +212,6 @@ def conversion_slot(limit: int | None, directory: str, status: StatusFile | None
     if limit is None:
         yield None
         return
-    queue = SlotQueue(directory, limit)
     started = time.monotonic()
     if status is not None:
         status.update(state="running")  # the first update starts the file (its "started" time) ...
@@ -180,7 +223,10 @@ def conversion_slot(limit: int | None, directory: str, status: StatusFile | None
         if status is not None:
             status.update(phase="queued", queued_ahead=ahead)
 
-    with queue.hold(waiting) as index:
+    with contextlib.ExitStack() as stack:
+        if ticket is None:
+            ticket = stack.enter_context(SlotQueue(directory, limit).ticket())
+        index = stack.enter_context(ticket.slot(waiting))
         if clock is not None:
             clock.phases.append(Phase(name="queued", seconds=round(time.monotonic() - started, 3)))
         if status is not None:
