@@ -83,12 +83,19 @@ class HostFacts(Serializable):
         return data
 
 
+def _install_hint(debian: str, rhel: str) -> str:
+    """What to install, naming each family's package only where the names differ."""
+    if debian == rhel:
+        return f"install {debian} (the same package name on Debian/Ubuntu and the RHEL family)"
+    return f"install {debian} (Debian/Ubuntu) or {rhel} (RHEL family)"
+
+
 def _tool_checks() -> list[HostCheck]:
     checks = []
     for command, debian, rhel in TOOLS:
         path = shutil.which(command)
         checks.append(HostCheck(name=f"tool {command}", ok=path is not None, detail=path or "not found in PATH",
-                                hint=None if path else f"install {debian} (Debian/Ubuntu) or {rhel} (RHEL family)"))
+                                hint=None if path else _install_hint(debian, rhel)))
     return checks
 
 
@@ -99,8 +106,7 @@ def _binding_checks() -> list[HostCheck]:
             importlib.import_module(module)
         except ImportError as exc:
             checks.append(HostCheck(name=f"python {module}", ok=False, detail=f"not importable: {exc}",
-                                    hint=f"install {debian} (Debian/Ubuntu) or {rhel} (RHEL family) for the "
-                                         "Python that runs the modules"))
+                                    hint=_install_hint(debian, rhel) + " for the Python that runs the modules"))
         else:
             checks.append(HostCheck(name=f"python {module}", ok=True, detail="importable"))
     return checks
