@@ -61,4 +61,21 @@ args = [a for a in sys.argv[1:] if a not in ("--no-setuptools", "--no-wheel")]
 sys.exit(main(["install", "$HOME/.cache/kvmigrate/$(basename "$wheel")"] + args))
 PYEOF
 fi
+# Test-only: KubeVirt's API types and the TypeScript compiler for tests/kubevirt_schema.py, pinned by
+# tests/kubevirt_schema/package-lock.json and installed outside the source tree (.build is ignored).
+if ! command -v npm >/dev/null; then
+  echo "setup: installing Node.js and npm"
+  sudo=(); [[ $(id -u) == 0 ]] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -q
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends nodejs npm
+fi
+kvschema=.build/kubevirt-schema
+kvschema_want=$(cat tests/kubevirt_schema/package.json tests/kubevirt_schema/package-lock.json | sha256sum | cut -d' ' -f1)
+if [[ ! -f $kvschema/.kvmigrate-lock || $(cat "$kvschema/.kvmigrate-lock") != "$kvschema_want" ]]; then
+  echo "setup: installing the KubeVirt API types into $kvschema"
+  rm -rf "$kvschema" && mkdir -p "$kvschema"
+  cp tests/kubevirt_schema/package.json tests/kubevirt_schema/package-lock.json "$kvschema/"
+  (cd "$kvschema" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+  echo "$kvschema_want" > "$kvschema/.kvmigrate-lock"
+fi
 echo "setup: ready (.venv, .collections)"

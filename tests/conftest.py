@@ -16,7 +16,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         rel = Path(str(item.fspath)).resolve().relative_to(_TESTS.resolve())
         marker = _MARKER_BY_DIR.get(rel.parts[0])
-        if marker and marker not in item.keywords:
+        # get_closest_marker, not keywords: the directory's own name ("unit") is one of the keywords.
+        if marker and item.get_closest_marker(marker) is None:
             item.add_marker(getattr(pytest.mark, marker))
 
 

@@ -49,7 +49,7 @@ def libvirtd() -> Iterator[PrivateLibvirtd]:
 
 @pytest.fixture(scope="session")
 def libvirt_conn(libvirtd: PrivateLibvirtd) -> Iterator[object]:
-    from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.libvirt_domain import connect
+    from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.libvirt.client import connect
 
     conn = connect(libvirtd.uri)
     yield conn

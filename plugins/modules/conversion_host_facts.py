@@ -123,8 +123,8 @@ ansible_facts:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.ansible_glue import run_module
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.conversion_host import GiB, gather_host_facts
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import V2VError
 
 ARGUMENT_SPEC = {
     "work_dir": {"type": "path", "default": "/var/tmp"},
@@ -137,15 +137,15 @@ ARGUMENT_SPEC = {
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     p = module.params
-    try:
+
+    def action() -> dict[str, object]:
         facts = gather_host_facts(p["work_dir"], min_free_bytes=int(p["min_free_gb"] * GiB),
                                   warm=p["warm_appliance"] and not module.check_mode,
                                   refresh_accelerator=p["refresh_accelerator"])
-    except V2VError as exc:
-        module.fail_json(**exc.to_dict())
-    if facts.accelerator.warning:
-        module.warn(facts.accelerator.warning)
-    module.exit_json(changed=False, ansible_facts={"kvmigrate_conversion_host": facts.to_dict()})
+        return {"changed": False, "ansible_facts": {"kvmigrate_conversion_host": facts.to_dict()},
+                "warnings": [facts.accelerator.warning] if facts.accelerator.warning else []}
+
+    run_module(module, action)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ module: conversion_status
 short_description: Read the progress of a guest's conversion from its status file
 description:
   - Reads C(<work_dir>/kvmigrate-<name>/status.json), which M(kvmigrate.v2v.convert_guest) writes while it
-    runs, and returns the state, the current phase, the copy percentage and the duration of every phase.
+    runs, and returns the state, the current phase, the copy percentage and the duration of every phase,
+    and what became of the conversion - its RV(outcome), its wall time (RV(seconds)) and its RV(output_dir) -
+    so that a playbook need not work them out.
   - Meant to be called while a conversion runs under C(async), to show progress, and after it ended.
   - Reading never changes anything; the module always returns C(changed=false).
   - A guest that has no status file yet (never converted here, or with another O(work_dir)) is not an
@@ -68,6 +70,14 @@ options:
       work_dir:
         description: Its work directory; the default is this task's O(work_dir).
         type: path
+  result:
+    description:
+      - The registered result of the M(kvmigrate.v2v.convert_guest) task, or of C(ansible.builtin.async_status)
+        for its job, once the job has finished.
+      - With it, RV(outcome), RV(failed_phase), RV(error) and RV(seconds) judge that run, also when it wrote
+        no status file (an up-to-date output, a check-mode run, a failure before the status was written).
+      - Without it they are what the status file alone says.
+    type: dict
 seealso:
   - module: kvmigrate.v2v.convert_guest
 """
@@ -91,6 +101,25 @@ EXAMPLES = r"""
 - name: Print it
   ansible.builtin.debug:
     msg: "{{ web01_status.state }} in {{ web01_status.phase }} ({{ web01_status.percent | default('-', true) }} %)"
+- name: Collect the finished conversion
+  ansible.builtin.async_status:
+    jid: "{{ web01_job.ansible_job_id }}"
+  register: web01_result
+  until: web01_result.finished
+  retries: 720
+  delay: 10
+  ignore_errors: true
+
+- name: Judge it
+  kvmigrate.v2v.conversion_status:
+    name: web01
+    result: "{{ web01_result }}"
+  register: web01_final
+
+- name: Print the outcome
+  ansible.builtin.debug:
+    msg: "web01 {{ web01_final.outcome }} in {{ web01_final.seconds }} s {{ web01_final.error | default('') }}"
+
 - name: Wait up to a minute for web01 or db01 to finish converting
   kvmigrate.v2v.conversion_status:
     name: web01
@@ -132,9 +161,43 @@ percent:
   returned: when RV(exists)
   type: float
 error:
-  description: The error message of a failed run.
-  returned: when RV(state=failed)
+  description:
+    - The error message of a failed run (with O(result), the result's message).
+  returned: when RV(state=failed), or when RV(outcome) is V(failed) or V(blocked)
   type: str
+outcome:
+  description:
+    - What became of the conversion.
+    - V(queued) (waiting for its slot, C(max_concurrent)) and V(running) while it runs.
+    - V(converted) when it wrote its output, V(up-to-date) when the output already was (nothing done),
+      V(planned) when a check-mode run would convert, V(blocked) when preflight stopped it before anything
+      was written, V(failed) when it failed.
+    - V(up-to-date) and V(planned) come only from O(result) (such runs write no status); from the status file
+      alone, V(blocked) needs a status written by this version of the collection.
+    - Null without a status file and without O(result).
+  returned: always
+  type: str
+  sample: converted
+failed_phase:
+  description: The phase a V(failed) or V(blocked) conversion failed in (V(open) when it failed reading its source).
+  returned: when RV(outcome) is V(failed) or V(blocked)
+  type: str
+  sample: preflight
+seconds:
+  description:
+    - The wall time of the conversion, without the time it was V(queued) for a slot.
+    - For a run that converted or failed after opening its source, from its start to its end as its status
+      file says (this includes the appliance's start, which RV(phases) leave out); otherwise the sum of the
+      run's phases (O(result)'s, else the status file's). Null without either.
+  returned: always
+  type: float
+output_dir:
+  description:
+    - The output directory the conversion wrote to (convert_guest's O(kvmigrate.v2v.convert_guest#module:output_dir)).
+    - Absent for outputs without a directory (O(kvmigrate.v2v.convert_guest#module:output=libvirt)).
+  returned: when known
+  type: str
+  sample: /var/lib/libvirt/images/web01
 started:
   description: When the run started (seconds since the epoch).
   returned: when RV(exists)
@@ -171,11 +234,10 @@ phases:
   sample: [{name: open, seconds: 0.4}, {name: inspect, seconds: 9.1}, {name: convert, seconds: 61.0}]
 """
 
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.status import read_conversion_status, wait_for_end
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.ansible_glue import options_from_params, run_module
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.status import StatusQuery, report_status
 
 ARGUMENT_SPEC = {
     "name": {"type": "str", "required": True},
@@ -186,30 +248,14 @@ ARGUMENT_SPEC = {
         "name": {"type": "str", "required": True},
         "work_dir": {"type": "path"},
     }},
+    "result": {"type": "dict"},
 }
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    params = module.params
-    if params["wait_seconds"] < 0:
-        module.fail_json(msg=f"wait_seconds must be 0 or more, not {params['wait_seconds']}")
-    waited: dict[str, object] = {}
-    if params["wait_seconds"] > 0:
-        watched = [(params["work_dir"], params["name"])] + [
-            (entry["work_dir"] or params["work_dir"], entry["name"]) for entry in params["watch"]]
-        start = time.monotonic()
-        waited["ended"] = wait_for_end(watched, params["wait_seconds"])
-        waited["waited_seconds"] = round(time.monotonic() - start, 3)
-    try:
-        status = read_conversion_status(params["work_dir"], params["name"])
-    except (OSError, ValueError) as exc:
-        module.fail_json(msg=f"cannot read the status of {params['name']}: {exc}")
-    if module.params["must_exist"] and not status.exists:
-        module.fail_json(msg=f"{module.params['name']}: no conversion status at {status.status_file}. Check name and "
-                             "work_dir against the convert_guest task", status_file=status.status_file)
-    data = {k: v for k, v in status.to_dict().items() if status.exists or k in ("guest", "status_file", "exists", "phases")}
-    module.exit_json(changed=False, **data, **waited)
+    run_module(module, lambda: report_status(options_from_params(StatusQuery, module.params),
+                                             check_mode=module.check_mode))
 
 
 if __name__ == "__main__":

@@ -47,11 +47,15 @@ options:
         libvirt supports; block pools get raw volumes) and defines the domain there, optionally starting
         it (O(start)). The domain's serial console is logged to
         C(/var/log/libvirt/qemu/<name>-serial.log) on that host.
+      - V(kubevirt) writes disks and a KubeVirt C(VirtualMachine) manifest (C(<name>.yaml), C(kubevirt.io/v1))
+        to O(output_dir); the disks become PersistentVolumeClaims (O(kubevirt_volume)). O(name) must be an
+        RFC 1123 label. O(networks) maps NICs to V(pod) or to Multus networks (C(namespace/name)); a NIC
+        nothing maps goes to the pod network, and only one can. See the collection's C(docs/guides/kubevirt.md).
     type: str
     default: local
-    choices: [local, qemu, "null", libvirt]
+    choices: [local, qemu, "null", libvirt, kubevirt]
   output_dir:
-    description: Directory for O(output=local) and O(output=qemu).
+    description: Directory for O(output=local), O(output=qemu) and O(output=kubevirt).
     type: path
   name:
     description: Name of the converted guest (default the source's name).
@@ -102,6 +106,30 @@ options:
         domain without converting again (C(changed=true)), and V(false) leaves the domain as it is.
     type: bool
     default: false
+  kubevirt_volume:
+    description:
+      - How the KubeVirt manifest of O(output=kubevirt) refers to the disks.
+      - V(pvc) - one PersistentVolumeClaim per disk, named by O(kubevirt_pvcs); RV(target.upload_commands)
+        gives the C(virtctl image-upload) command that fills each one.
+      - V(hostdisk) - C(hostDisk) volumes at O(kubevirt_hostdisk_dir) on the node (needs KubeVirt's
+        C(HostDisk) feature gate).
+    type: str
+    default: pvc
+    choices: [pvc, hostdisk]
+  kubevirt_pvcs:
+    description:
+      - The claim names for O(kubevirt_volume=pvc), one per disk in the source's order.
+      - Default C(<name>-vda), C(<name>-vdb)... (C(sda)... with O(block_driver=virtio-scsi)).
+    type: list
+    elements: str
+  kubevirt_namespace:
+    description: The namespace of the VirtualMachine (C(metadata.namespace)) and of the upload commands.
+    type: str
+  kubevirt_hostdisk_dir:
+    description:
+      - The directory on the Kubernetes node holding the disks, for O(kubevirt_volume=hostdisk).
+      - Default O(output_dir).
+    type: path
   force:
     description: Convert again even when the output is already up to date.
     type: bool
@@ -160,6 +188,20 @@ EXAMPLES = r"""
     networks:
       "VM Network": default
 
+- name: Convert each guest of a list whose items carry their source as one dict
+  kvmigrate.v2v.convert_guest:
+    source: "{{ item.source }}"
+    name: "{{ item.name }}"
+    output: libvirt
+    pool: default
+  loop: "{{ guests }}"
+  loop_control:
+    label: "{{ item.name }}"
+  vars:
+    guests:
+      - {name: web01, source: {input: ova, path: /srv/exports/web01.ova}}
+      - {name: db01, source: {input: vmx, path: /mnt/datastore1/db01/db01.vmx}}
+
 - name: Convert in the background and watch progress
   kvmigrate.v2v.convert_guest:
     input: vmx
@@ -170,6 +212,20 @@ EXAMPLES = r"""
   async: 7200
   poll: 0
   register: db01_job
+
+- name: Convert for KubeVirt - disks and a VirtualMachine manifest, disks as PersistentVolumeClaims
+  kvmigrate.v2v.convert_guest:
+    input: ova
+    path: /srv/exports/web01.ova
+    output: kubevirt
+    output_dir: /srv/kubevirt/web01
+    name: web01
+    output_format: qcow2
+    kubevirt_namespace: migrated
+    networks:
+      "VM Network": pod
+      Backend: tenant-a/backend
+  register: web01
 
 - name: Prove a guest converts without writing anything out
   kvmigrate.v2v.convert_guest:
@@ -228,6 +284,13 @@ target:
     domain: {description: "The defined domain with C(name), C(uuid), C(state), C(autostart).", type: dict, returned: "O(output=libvirt)"}
     qemu_script: {description: "The runnable script.", type: str, returned: "O(output=qemu)"}
     qemu_command: {description: "The qemu command line as a list.", type: list, elements: str, returned: "O(output=qemu)"}
+    manifest_path: {description: "Where the VirtualMachine manifest was written.", type: str, returned: "O(output=kubevirt)"}
+    manifest: {description: "The VirtualMachine manifest as a dict.", type: dict, returned: "O(output=kubevirt)"}
+    upload_commands:
+      description: "One C(virtctl image-upload pvc) command per disk that fills its claim."
+      type: list
+      elements: str
+      returned: "O(output=kubevirt) with O(kubevirt_volume=pvc)"
 estimate:
   description: Allocated and estimated bytes to copy.
   returned: when the guest was inspected in this run
@@ -255,15 +318,20 @@ log_path:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.ansible_glue import (
-    SOURCE_ARGUMENT_SPEC,
+    SOURCE_MUTUALLY_EXCLUSIVE,
+    SOURCE_REQUIRED_ONE_OF,
+    inspect_options_from_params,
     run_module,
+    source_argument_spec,
     source_spec_from_params,
+    without_source_params,
 )
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.conversion import ConvertOptions, run_convert
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.outputs import OUTPUT_KINDS
 
 ARGUMENT_SPEC = {
-    **SOURCE_ARGUMENT_SPEC,
-    "output": {"type": "str", "default": "local", "choices": ["local", "qemu", "null", "libvirt"]},
+    **source_argument_spec(),
+    "output": {"type": "str", "default": "local", "choices": list(OUTPUT_KINDS)},
     "output_dir": {"type": "path"},
     "name": {"type": "str"},
     "output_format": {"type": "str", "default": "raw", "choices": ["raw", "qcow2"]},
@@ -275,6 +343,10 @@ ARGUMENT_SPEC = {
     "output_uri": {"type": "str", "default": "qemu:///system"},
     "pool": {"type": "str", "default": "default"},
     "start": {"type": "bool", "default": False},
+    "kubevirt_volume": {"type": "str", "default": "pvc", "choices": ["pvc", "hostdisk"]},
+    "kubevirt_pvcs": {"type": "list", "elements": "str"},
+    "kubevirt_namespace": {"type": "str"},
+    "kubevirt_hostdisk_dir": {"type": "path"},
     "force": {"type": "bool", "default": False},
     "guest_agent_packages": {"type": "path"},
     "rebuild_initramfs": {"type": "bool", "default": False},
@@ -285,16 +357,12 @@ ARGUMENT_SPEC = {
 
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
-                           required_if=[("output", "local", ["output_dir"]), ("output", "qemu", ["output_dir"])])
-    p = module.params
-    options = ConvertOptions(output=p["output"], output_dir=p["output_dir"], name=p["name"],
-                             output_format=p["output_format"], allocation=p["allocation"],
-                             networks=p["networks"], bridges=p["bridges"], block_driver=p["block_driver"],
-                             parallel=p["parallel"], force=p["force"], output_uri=p["output_uri"], pool=p["pool"],
-                             start=p["start"], guest_agent_packages=p["guest_agent_packages"],
-                             rebuild_initramfs=p["rebuild_initramfs"],
-                             max_concurrent=p["max_concurrent"], slot_dir=p["slot_dir"])
-    run_module(module, lambda: run_convert(source_spec_from_params(p), options, check_mode=module.check_mode))
+                           mutually_exclusive=SOURCE_MUTUALLY_EXCLUSIVE, required_one_of=SOURCE_REQUIRED_ONE_OF,
+                           required_if=[("output", kind, ["output_dir"]) for kind in ("local", "qemu", "kubevirt")])
+    run_module(module, lambda: run_convert(source_spec_from_params(module.params),
+                                           ConvertOptions.from_params(without_source_params(module.params)),
+                                           inspect_options=inspect_options_from_params(module.params),
+                                           check_mode=module.check_mode))
 
 
 if __name__ == "__main__":

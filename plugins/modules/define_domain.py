@@ -183,7 +183,7 @@ wait:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.ansible_glue import run_module
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.libvirt_domain import (
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.libvirt.domain import (
     STATES,
     DomainRequest,
     WaitFor,
@@ -222,7 +222,7 @@ def main() -> None:
             remove_storage=p["remove_storage"], check_mode=module.check_mode, diff=module._diff,
             check_storage=not (p["converted"] is not None and converted_is_planned(p["converted"]))))
 
-    run_module(module, action)  # type: ignore[arg-type]
+    run_module(module, action)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,15 @@ EXAMPLES = r"""
     path: /srv/exports/web01.ova
   register: web01
 
+- name: Inspect a VM on an ESXi datastore, its source given as one dict
+  kvmigrate.v2v.inspect_guest:
+    source:
+      input: vmx
+      path: ssh://root@esxi1/vmfs/volumes/datastore1/db01/db01.vmx
+      known_hosts: /etc/kvmigrate/known_hosts
+      password: "{{ esxi_password }}"
+  register: db01
+
 - name: Stop when the guest cannot be converted
   ansible.builtin.assert:
     that: web01.findings | selectattr('severity', 'equalto', 'blocker') | list | length == 0
@@ -180,19 +189,26 @@ phases:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.ansible_glue import (
-    SOURCE_ARGUMENT_SPEC,
+    SOURCE_MUTUALLY_EXCLUSIVE,
+    SOURCE_REQUIRED_ONE_OF,
+    inspect_options_from_params,
     run_module,
+    source_argument_spec,
     source_spec_from_params,
 )
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.pipeline import run_inspect
 
+ARGUMENT_SPEC = {
+    **source_argument_spec(),
+    "inspect_os": {"type": "bool", "default": True},
+}
+
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={**SOURCE_ARGUMENT_SPEC, "inspect_os": {"type": "bool", "default": True}},
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
+                           mutually_exclusive=SOURCE_MUTUALLY_EXCLUSIVE, required_one_of=SOURCE_REQUIRED_ONE_OF)
     run_module(module, lambda: run_inspect(source_spec_from_params(module.params),
+                                           inspect_options_from_params(module.params),
                                            inspect_os=module.params["inspect_os"]))
 
 

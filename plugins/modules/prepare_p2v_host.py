@@ -289,7 +289,8 @@ actions:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.p2v.session import run_prepare_module
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.ansible_glue import run_module
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.p2v.session import options_from_params, prepare
 
 ARGUMENT_SPEC = {
     "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
@@ -334,7 +335,7 @@ ARGUMENT_SPEC = {
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
                            mutually_exclusive=[("password", "private_key")])
-    run_prepare_module(module)
+    run_module(module, lambda: prepare(options_from_params(module.params), check_mode=module.check_mode))
 
 
 if __name__ == "__main__":

@@ -22,9 +22,9 @@ from tests.playbook import run_tasks
 pytestmark = pytest.mark.e2e
 
 
-def assert_boots_on_virtio(guest, disks: list[str], *, root: str, mac: str | None = None) -> None:
+def assert_boots_on_virtio(guest, disks: list[str], *, root: str, mac: str | None = None, fmt: str = "raw") -> None:
     mac = mac or guest.mac
-    result = boot.boot(disks, "raw", disk_bus="virtio-blk", nic_model="virtio", mac=mac, timeout=300)
+    result = boot.boot(disks, fmt, disk_bus="virtio-blk", nic_model="virtio", mac=mac, timeout=300)
     assert result.booted, f"converted guest did not boot: {result.reason}\n{result.log_path.read_text()[-3000:]}"
     marker = result.marker
     assert marker is not None

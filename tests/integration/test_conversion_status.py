@@ -73,6 +73,10 @@ def test_module_running_done_failed_missing_and_check_mode(tmp_path: Path) -> No
         assert r["done"]["state"] == "done" and r["done"]["percent"] == 100.0
         assert [p["name"] for p in r["done"]["phases"]][-1] == "copy"
         assert r["failed"]["state"] == "failed" and r["failed"]["error"] == "copy: disk full"
+        # what became of each, from the status file alone
+        assert [r[k]["outcome"] for k in ("running", "done", "failed", "absent")] == [
+            "running", "converted", "failed", None]
+        assert r["failed"]["failed_phase"] == "copy" and r["done"]["seconds"] == r["done"]["elapsed_seconds"]
         assert r["absent"]["exists"] is False and "state" not in r["absent"]
         assert r["absent"]["status_file"] == str(work / "kvmigrate-absent" / "status.json")
         assert all(r[k]["changed"] is False for k in ("running", "done", "failed", "absent"))

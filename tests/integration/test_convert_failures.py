@@ -8,6 +8,7 @@ import pytest
 
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.conversion import ConvertOptions, run_convert
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import (
+    OutputError,
     PreflightError,
     SourceError,
     V2VError,
@@ -76,5 +77,41 @@ def test_missing_pool_fails_before_the_appliance(libvirtd, tmp_path: Path) -> No
     guest = phony.build("phony-debian12")
     with pytest.raises(V2VError, match="no-such-pool"):
         run_convert(SourceSpec(input="disk", path=[str(guest.disks[0])], work_dir=str(tmp_path / "w")),
-                    ConvertOptions(output="libvirt", output_uri=libvirtd.uri, pool="no-such-pool"))
+                    ConvertOptions(output="libvirt",
+                                   output_options={"output_uri": libvirtd.uri, "pool": "no-such-pool"}))
     assert not list((tmp_path / "w").glob("kvmigrate-open-*"))
+
+
+def test_kubevirt_refusals_come_before_the_appliance_and_leave_nothing(tmp_path: Path) -> None:
+    guest = phony.build("phony-debian12")
+    before = tree_hashes(*guest.disks)
+    spec = SourceSpec(input="disk", path=[str(guest.disks[0])], work_dir=str(tmp_path / "w"))
+    out = tmp_path / "out"
+    with pytest.raises(OutputError, match="cannot name a KubeVirt VirtualMachine") as err:
+        run_convert(spec, ConvertOptions(output="kubevirt", output_dir=str(out), name="Web_01"))
+    assert "name: web-01" in (err.value.hint or "")
+    with pytest.raises(OutputError, match="names 2 claims for 1 disks"):
+        run_convert(spec, ConvertOptions(output="kubevirt", output_dir=str(out), name="web01",
+                                         output_options={"kubevirt_pvcs": ["a", "b"]}))
+    assert not out.exists(), "a refused conversion created its output directory"
+    out.mkdir()
+    (out / "web01.yaml").mkdir()
+    with pytest.raises(OutputError, match=r"web01\.yaml is a directory"):
+        run_convert(spec, ConvertOptions(output="kubevirt", output_dir=str(out), name="web01"))
+    assert sorted(p.name for p in out.iterdir()) == ["web01.yaml"]
+    assert not (tmp_path / "w").exists() or not list((tmp_path / "w").iterdir()), "work files left behind"
+    assert tree_hashes(*guest.disks) == before
+
+
+def test_output_that_would_overwrite_the_source_is_refused(tmp_path: Path) -> None:
+    import shutil
+
+    guest = phony.build("phony-debian12")
+    src = tmp_path / "g-vda.raw"
+    shutil.copyfile(guest.disks[0], src)
+    before = tree_hashes(src)
+    with pytest.raises(OutputError, match="would overwrite a source disk"):
+        run_convert(SourceSpec(input="disk", path=[str(src)], format=guest.format, work_dir=str(tmp_path / "w")),
+                    ConvertOptions(output="local", output_dir=str(tmp_path), name="g"))
+    assert tree_hashes(src) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g-vda.raw"]

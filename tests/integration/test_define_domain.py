@@ -17,8 +17,10 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v import libvirt_domain as ld
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import LibvirtError
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.libvirt import domain as ld
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.libvirt import xmlcompare as xc
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.libvirt.client import connect
 from tests.libvirtd import PrivateLibvirtd
 from tests.playbook import run_tasks
 
@@ -276,8 +278,8 @@ def test_a_failed_start_takes_back_the_definition(libvirt_conn: object, libvirtd
         assert "its previous definition was restored" in str(err.value)
         after = libvirtd.virsh("dumpxml", "--inactive", name).stdout
         # libvirt may list controllers in another order; everything else is as it was
-        restored, original = (ld.normalize(etree.fromstring(x.encode())) for x in (after, before))
-        assert ld.covers(restored, original)
+        restored, original = (xc.normalize(etree.fromstring(x.encode())) for x in (after, before))
+        assert xc.covers(restored, original)
         assert str(good) in after and str(bad) not in after
         assert libvirtd.virsh("domstate", name).stdout.strip() == "shut off"
     finally:
@@ -420,7 +422,7 @@ def test_absent_with_snapshots_and_remove_storage(libvirt_conn: object, libvirtd
 def test_test_driver_round_trip() -> None:
     pytest.importorskip("libvirt")
     uri = "test:///default"
-    conn = ld.connect(uri)
+    conn = connect(uri)
     try:
         xml = domain_xml("kvt-testdrv", "/nonexistent/disk.qcow2", nic=False)
         first = ld.ensure_domain(ld.DomainRequest(uri=uri, xml=xml, state="running"), conn=conn)
@@ -436,7 +438,7 @@ def test_test_driver_round_trip() -> None:
 # --- the comparison rules, on XML alone ------------------------------------------------------------
 
 def _norm(xml: str) -> Any:
-    return ld.normalize(etree.fromstring(xml.encode()), {"q35": "pc-q35-7.2"})
+    return xc.normalize(etree.fromstring(xml.encode()), {"q35": "pc-q35-7.2"})
 
 
 def test_comparison_rules_without_a_daemon() -> None:
@@ -459,17 +461,17 @@ def test_comparison_rules_without_a_daemon() -> None:
         <interface type='user'><model type='virtio'/></interface>
         <console type='pty'/></devices></domain>""")
     # units, machine alias, order, number spellings, libvirt's additions: all the same
-    uuid, macs = ld.identity_to_keep(desired, stored)
+    uuid, macs = xc.identity_to_keep(desired, stored)
     assert uuid == "6c0e2b5e-8d0a-4a8e-9a45-2f0d6f6c3c11" and macs == {0: "52:54:00:aa:bb:cc"}
-    ld.apply_identity(desired, uuid, macs)
-    assert ld.covers(stored, desired)
+    xc.apply_identity(desired, uuid, macs)
+    assert xc.covers(stored, desired)
     # a disk fewer is a change, and the diff's "before" shows it
-    fewer = ld.normalize(desired)
+    fewer = xc.normalize(desired)
     fewer.find("devices").remove(fewer.find("devices/disk[2]"))
-    assert not ld.covers(stored, fewer)
-    before = ld.to_text(ld.project(stored, fewer))
+    assert not xc.covers(stored, fewer)
+    before = xc.to_text(xc.project(stored, fewer))
     assert "/b" in before and "<address" not in before and "emulator" not in before
     # a different value in what the desired XML says is a change
-    bigger = ld.normalize(desired)
+    bigger = xc.normalize(desired)
     bigger.find("memory").text = str(2 << 30)
-    assert not ld.covers(stored, bigger)
+    assert not xc.covers(stored, bigger)

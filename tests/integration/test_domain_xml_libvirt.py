@@ -29,7 +29,6 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.domain_xml import DomainOptions
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import (
     Firmware,
     GuestInfo,
@@ -44,6 +43,7 @@ from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.outputs.qemu_cmd
     ovmf_files,
     render_shell_script,
 )
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.target import DomainOptions
 
 pytestmark = pytest.mark.integration
 

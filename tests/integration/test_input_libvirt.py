@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v import storage
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import NotSupportedError, SourceError
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec, load_source
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import OpenedSource, SourceSpec, open_source
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs.libvirt import (
     RemoteDiskRefusal,
     attach_remote_disks,
@@ -93,7 +92,7 @@ def test_volume_disks_resolve_through_the_connection(libvirtd: PrivateLibvirtd, 
         name = define("kvt-input-vol", f"<disk type='volume' device='disk'><driver name='qemu' type='qcow2'/>"
                                        f"<source pool='{dir_pool.name}' volume='kvt-input.qcow2'/>"
                                        "<target dev='vda' bus='virtio'/></disk>")
-        source = load_source(SourceSpec(input="libvirt", uri=libvirtd.uri, domain=name))
+        source = open_source(SourceSpec(input="libvirt", uri=libvirtd.uri, domain=name)).source
         assert [(d.path, d.format) for d in source.disks] == [(f"{dir_pool.path}/kvt-input.qcow2", "qcow2")]
     finally:
         libvirtd.virsh("vol-delete", "kvt-input.qcow2", "--pool", dir_pool.name, check=False)
@@ -103,7 +102,7 @@ def test_a_running_domain_is_refused(libvirtd: PrivateLibvirtd, define, tmp_path
     name = define("kvt-input-running", "", nic=False)
     libvirtd.virsh("start", "--paused", name)
     with pytest.raises(SourceError, match=r"is paused; its disks are changing.*Shut it down first"):
-        load_source(SourceSpec(input="libvirt", uri=libvirtd.uri, domain=name))
+        open_source(SourceSpec(input="libvirt", uri=libvirtd.uri, domain=name))
 
 
 def test_unknown_domain_and_unreachable_uri(libvirtd: PrivateLibvirtd, tmp_path: Path) -> None:
@@ -128,10 +127,11 @@ def test_unknown_domain_and_unreachable_uri(libvirtd: PrivateLibvirtd, tmp_path:
 def test_remote_disks_are_refused_when_opened(tmp_path: Path) -> None:
     """The refusal a remote domain's disks get (the metadata itself needs a remote daemon to test)."""
     path = "qemu+ssh://root@kvm.example/var/lib/libvirt/images/vm.qcow2"
-    storage.register_disk_server(path, RemoteDiskRefusal(uri="qemu+ssh://root@kvm.example/system", path=path))
     source = Source(name="vm", hypervisor="kvm", input="libvirt", disks=[SourceDisk(path=path, format="qcow2")])
+    refused = OpenedSource(source, servers={0: RemoteDiskRefusal(uri="qemu+ssh://root@kvm.example/system",
+                                                                 path=path)})
     with (pytest.raises(NotSupportedError, match="disks of remote libvirt domains are not supported yet"),
-          open_disks(source, str(tmp_path))):
+          refused, open_disks(refused, str(tmp_path))):
         pass
     assert list(tmp_path.iterdir()) == []
 
@@ -155,16 +155,16 @@ def test_remote_ssh_domain_disks_are_read_over_ssh(phony_debian12: PhonyGuest, t
             attach_remote_disks(source, uri, SourceSpec(input="libvirt", uri=uri, domain="kvt-remote", **creds))
         source = parse_domain_xml(xml.replace(f"<disk type='file' device='disk'><source file='{tmp_path}/gone.img'/>"
                                               "<target dev='vdb' bus='virtio'/></disk>", ""))
-        attach_remote_disks(source, uri, SourceSpec(input="libvirt", uri=uri, domain="kvt-remote", **creds))
+        remote = attach_remote_disks(source, uri, SourceSpec(input="libvirt", uri=uri, domain="kvt-remote", **creds))
         assert [(d.path, d.format) for d in source.disks] == [(f"ssh://root@127.0.0.1:{sshd.port}{guest.disk}", "raw")]
-        with open_disks(source, str(tmp_path / "w")) as opened:
+        with remote, open_disks(remote, str(tmp_path / "w")) as opened:
             assert opened[0].image.virtual_size == guest.disk.stat().st_size
         # without SSH credentials the metadata stays, and the disks are refused when opened
         bare = parse_domain_xml(xml.replace(f"<disk type='file' device='disk'><source file='{tmp_path}/gone.img'/>"
                                             "<target dev='vdb' bus='virtio'/></disk>", ""))
-        attach_remote_disks(bare, uri, SourceSpec(input="libvirt", uri=uri, domain="kvt-remote"))
+        bare_remote = attach_remote_disks(bare, uri, SourceSpec(input="libvirt", uri=uri, domain="kvt-remote"))
         assert bare.disks[0].path == f"qemu+ssh://root@127.0.0.1:{sshd.port}{guest.disk}"
         with (pytest.raises(NotSupportedError, match="disks of remote libvirt domains are not supported yet"),
-              open_disks(bare, str(tmp_path / "w"))):
+              bare_remote, open_disks(bare_remote, str(tmp_path / "w"))):
             pass
     assert list((tmp_path / "w").iterdir()) == []

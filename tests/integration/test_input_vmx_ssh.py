@@ -17,7 +17,7 @@ import pytest
 
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.conversion import ConvertOptions, run_convert
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import NotSupportedError, SourceError
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec, load_source
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec, open_source
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.pipeline import open_disks, run_inspect
 from tests.guests.vmware_debian import VMwareGuest
 from tests.hashing import sha256
@@ -54,7 +54,7 @@ def test_inspect_over_ssh_matches_local_vmx(sshd: PrivateSshd, vmware_guest: VMw
     url = sshd.url(str(vmware_guest.vmx))
     run = run_tasks([
         {"name": "over ssh", "kvmigrate.v2v.inspect_guest": {
-            "input": "vmx", "path": url, "password": PASSWORD, "ssh_host_key": sshd.host_key_fingerprint,
+            "input": "vmx", "path": url, "password": PASSWORD, "host_key_fingerprint": sshd.host_key_fingerprint,
             "work_dir": str(work)}, "register": "remote"},
         {"name": "local", "kvmigrate.v2v.inspect_guest": {
             "input": "vmx", "path": str(vmware_guest.vmx), "inspect_os": False}, "register": "local"},
@@ -82,8 +82,7 @@ def test_private_key_text_and_known_hosts(sshd: PrivateSshd, vmware_guest: VMwar
     """Key text goes to a private ssh-agent for nbdkit; the disks open and close again."""
     spec = SourceSpec(input="vmx", path=sshd.url(str(vmware_guest.vmx)), private_key=sshd.client_key_text,
                       known_hosts=str(sshd.known_hosts), work_dir=str(tmp_path))
-    source = load_source(spec)
-    with open_disks(source, str(tmp_path)) as opened:
+    with open_source(spec) as source, open_disks(source, str(tmp_path)) as opened:
         assert opened[0].image.virtual_size == vmware_guest.virtual_size
         assert len(nbdkit_ssh_processes()) == 1
         assert len(glob.glob("/tmp/kvmigrate-ssh-*/agent.sock")) == 1
@@ -101,6 +100,7 @@ def test_unknown_host_key_is_refused(sshd: PrivateSshd, vmware_guest: VMwareGues
         {"name": "no pin", "kvmigrate.v2v.inspect_guest": {
             "input": "vmx", "path": sshd.url(str(vmware_guest.vmx)), "password": PASSWORD,
             "work_dir": str(tmp_path / "w")}, "register": "unknown"},
+        # by the option's earlier name, an alias of host_key_fingerprint
         {"name": "wrong pin", "kvmigrate.v2v.inspect_guest": {
             "input": "vmx", "path": sshd.url(str(vmware_guest.vmx)), "password": PASSWORD,
             "ssh_host_key": "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}, "register": "mismatch"},
@@ -108,8 +108,8 @@ def test_unknown_host_key_is_refused(sshd: PrivateSshd, vmware_guest: VMwareGues
     assert run.rc == 0, run.output
     unknown, mismatch = run.results["unknown"], run.results["mismatch"]
     assert unknown["failed"] and "is unknown" in unknown["msg"]
-    assert sshd.host_key_fingerprint in unknown["msg"] and "source.ssh_host_key" in unknown["msg"]
-    assert mismatch["failed"] and "does not match the pinned" in mismatch["msg"]
+    assert sshd.host_key_fingerprint in unknown["msg"] and "source.host_key_fingerprint" in unknown["msg"]
+    assert mismatch["failed"] and "does NOT match the pinned" in mismatch["msg"]
     assert sshd.host_key_fingerprint in mismatch["msg"]
     # refused before authenticating: the server never saw a password attempt
     assert sshd.log.count("password for root") == password_attempts, "a password was sent to an unverified host"
@@ -125,8 +125,8 @@ def test_known_hosts_with_another_key_is_refused(sshd: PrivateSshd, vmware_guest
     key_type, key_data = Path(f"{other}.pub").read_text().split()[:2]
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text(f"[{sshd.host}]:{sshd.port} {key_type} {key_data}\n")
-    with pytest.raises(SourceError, match="differs from the one in known_hosts") as failure:
-        load_source(SourceSpec(input="vmx", path=sshd.url(str(vmware_guest.vmx)), password=PASSWORD,
+    with pytest.raises(SourceError, match="does NOT match known_hosts") as failure:
+        open_source(SourceSpec(input="vmx", path=sshd.url(str(vmware_guest.vmx)), password=PASSWORD,
                                known_hosts=str(known_hosts)))
     assert sshd.host_key_fingerprint in str(failure.value)
     assert known_hosts.read_text().count("\n") == 1, "the known_hosts file was written to"
@@ -135,10 +135,10 @@ def test_known_hosts_with_another_key_is_refused(sshd: PrivateSshd, vmware_guest
 def test_wrong_password_fails_clearly(sshd: PrivateSshd, vmware_guest: VMwareGuest, tmp_path: Path) -> None:
     run = run_tasks([{"name": "wrong", "kvmigrate.v2v.inspect_guest": {
         "input": "vmx", "path": sshd.url(str(vmware_guest.vmx)), "password": "not-the-" + PASSWORD,
-        "ssh_host_key": sshd.host_key_fingerprint}, "register": "wrong"}], tmp_path)
+        "host_key_fingerprint": sshd.host_key_fingerprint}, "register": "wrong"}], tmp_path)
     wrong = run.results["wrong"]
     assert wrong["failed"] and "SSH authentication as root@" in wrong["msg"]
-    assert "Check source.password" in wrong["msg"] and wrong["error"] == "SourceError"
+    assert "Check source.password" in wrong["msg"] and wrong["error"] == "SSHAuthError"
     assert "not-the-" + PASSWORD not in json.dumps(run.results) + run.output
     assert nbdkit_ssh_processes() == [] and leftovers() == []
 
@@ -156,8 +156,8 @@ def test_non_flat_disks_are_refused(create_type: str, message: str, sshd: Privat
     (vm / "vm.vmdk").write_text(f'# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\n'
                                 f'createType="{create_type}"\nRW 2048 SESPARSE "vm-sesparse.vmdk"\n')
     with pytest.raises(NotSupportedError, match=message) as failure:
-        load_source(SourceSpec(input="vmx", path=sshd.url(str(vm / "vm.vmx")), password=PASSWORD,
-                               ssh_host_key=sshd.host_key_fingerprint))
+        open_source(SourceSpec(input="vmx", path=sshd.url(str(vm / "vm.vmx")), password=PASSWORD,
+                               host_key_fingerprint=sshd.host_key_fingerprint))
     assert create_type in str(failure.value)
 
 
@@ -170,14 +170,14 @@ def test_snapshots_are_refused(sshd: PrivateSshd, tmp_path: Path) -> None:
     (vm / "vm-flat.vmdk").write_bytes(b"\0" * 2048 * 512)
     (vm / "vm.vmsd").write_text('snapshot.numSnapshots = "1"\nsnapshot0.uid = "1"\nsnapshot0.fileName = "x"\n')
     with pytest.raises(SourceError, match="has snapshots"):
-        load_source(SourceSpec(input="vmx", path=sshd.url(str(vm / "vm.vmx")), password=PASSWORD,
-                               ssh_host_key=sshd.host_key_fingerprint))
+        open_source(SourceSpec(input="vmx", path=sshd.url(str(vm / "vm.vmx")), password=PASSWORD,
+                               host_key_fingerprint=sshd.host_key_fingerprint))
     (vm / "vm.vmsd").unlink()
     (vm / "vm.vmdk").write_text('# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\n'
                                 'createType="vmfs"\nRW 2048 VMFS "../elsewhere-flat.vmdk"\n')
     with pytest.raises(SourceError, match="outside its own directory"):
-        load_source(SourceSpec(input="vmx", path=sshd.url(str(vm / "vm.vmx")), password=PASSWORD,
-                               ssh_host_key=sshd.host_key_fingerprint))
+        open_source(SourceSpec(input="vmx", path=sshd.url(str(vm / "vm.vmx")), password=PASSWORD,
+                               host_key_fingerprint=sshd.host_key_fingerprint))
 
 
 def test_convert_guest_check_mode_over_ssh(sshd: PrivateSshd, vmware_guest: VMwareGuest, tmp_path: Path) -> None:
@@ -186,7 +186,7 @@ def test_convert_guest_check_mode_over_ssh(sshd: PrivateSshd, vmware_guest: VMwa
     out, work = tmp_path / "out", tmp_path / "work"
     run = run_tasks([{"name": "plan over ssh", "check_mode": True, "kvmigrate.v2v.convert_guest": {
         "input": "vmx", "path": sshd.url(str(vmware_guest.vmx)), "password": PASSWORD,
-        "ssh_host_key": sshd.host_key_fingerprint, "work_dir": str(work), "output": "local",
+        "host_key_fingerprint": sshd.host_key_fingerprint, "work_dir": str(work), "output": "local",
         "output_dir": str(out)}, "register": "plan"}], tmp_path)
     plan = run.results["plan"]
     assert run.rc == 0 and not plan.get("failed"), plan.get("msg", run.output)
@@ -224,13 +224,13 @@ def test_a_disk_failing_at_open_stops_nbdkit(sshd: PrivateSshd, tmp_path: Path) 
     (vm / "vm.vmdk").write_text('# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\n'
                                 'createType="vmfs"\nRW 2048 VMFS "vm-flat.vmdk"\n')
     (vm / "vm-flat.vmdk").write_bytes(b"\0" * 2048 * 512)
-    source = load_source(SourceSpec(input="vmx", path=sshd.url(str(vm / "vm.vmx")), password=PASSWORD,
-                                    ssh_host_key=sshd.host_key_fingerprint))
+    source = open_source(SourceSpec(input="vmx", path=sshd.url(str(vm / "vm.vmx")), password=PASSWORD,
+                                    host_key_fingerprint=sshd.host_key_fingerprint))
     (vm / "vm-flat.vmdk").unlink()
     work = tmp_path / "work"
-    with (pytest.raises(SourceError, match="Check that the NBD server is running") as failure,
-          open_disks(source, str(work))):
-        pass
+    with pytest.raises(SourceError, match="Check that the NBD server is running") as failure:  # noqa: SIM117
+        with source, open_disks(source, str(work)):
+            pass
     message = str(failure.value)
     assert message.startswith(sshd.url(str(vm / "vm-flat.vmdk")) + ": reading it through nbdkit's ssh plugin failed")
     assert "SFTP server: No such file" in message

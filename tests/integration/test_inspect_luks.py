@@ -8,7 +8,11 @@ import pytest
 
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.appliance import Appliance, DriveSpec
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inspect import list_filesystems, open_luks
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inspect import (
+    InspectOptions,
+    list_filesystems,
+    open_luks,
+)
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.pipeline import run_inspect
 from tests.hashing import sha256
 
@@ -48,16 +52,16 @@ def test_listing_sees_luks_then_what_it_holds(luks_disk: Path) -> None:
 
 def test_no_key_is_a_blocker_and_the_key_is_never_shown(luks_disk: Path, tmp_path: Path) -> None:
     before = sha256(luks_disk)
-    result = run_inspect(SourceSpec(input="disk", path=[str(luks_disk)], format="raw", work_dir=str(tmp_path),
-                                    luks_keys=["not it"]))
+    result = run_inspect(SourceSpec(input="disk", path=[str(luks_disk)], format="raw", work_dir=str(tmp_path)),
+                         InspectOptions(luks_keys=["not it"]))
     codes = {f.code: f for f in result.findings}
     assert codes["encrypted-no-key"].severity.value == "blocker"
     assert codes["encrypted-no-key"].subject == "/dev/sda1"
     assert "luks_keys" in codes["encrypted-no-key"].message
     assert "not it" not in str(result.to_dict())
 
-    unlocked = run_inspect(SourceSpec(input="disk", path=[str(luks_disk)], format="raw", work_dir=str(tmp_path),
-                                      luks_keys=[KEY]))
+    unlocked = run_inspect(SourceSpec(input="disk", path=[str(luks_disk)], format="raw", work_dir=str(tmp_path)),
+                           InspectOptions(luks_keys=[KEY]))
     unlocked_codes = {f.code for f in unlocked.findings}
     assert "encrypted-no-key" not in unlocked_codes
     assert "no-os" in unlocked_codes  # an empty ext4 inside: decrypted, and honestly no OS

@@ -12,11 +12,13 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v import libvirt_domain as ld
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.domain_xml import DomainOptions, build_domain_xml
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.domain_xml import build_domain_xml
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import OutputError
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.libvirt import domain as ld
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.libvirt.volumes import delete_volume
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import Source, TargetDisk
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.outputs import libvirt as out
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.target import DomainOptions
 from tests.libvirtd import PrivateLibvirtd
 
 pytestmark = pytest.mark.integration
@@ -117,8 +119,8 @@ def test_upload_into_a_disk_pool_zeroes_holes(libvirt_conn: Any, libvirtd: Priva
         assert len(partitions(disk_pool.loop.device)) == 1
     finally:
         for vol in volumes:
-            ld.delete_volume(libvirt_conn, libvirt_conn.storagePoolLookupByName(disk_pool.name)
-                             .storageVolLookupByName(vol.name), uri=libvirtd.uri)
+            delete_volume(libvirt_conn, libvirt_conn.storagePoolLookupByName(disk_pool.name)
+                          .storageVolLookupByName(vol.name), uri=libvirtd.uri)
     assert partitions(disk_pool.loop.device) == [] and pool_volumes(libvirtd, disk_pool.name) == []
 
 

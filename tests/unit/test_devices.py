@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.convert import devices
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.convert.linux import devices
 
 pytestmark = pytest.mark.unit
 

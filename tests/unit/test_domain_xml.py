@@ -21,13 +21,7 @@ import pytest
 from lxml import etree
 
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v import domain_xml
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.domain_xml import (
-    DomainOptions,
-    NICMapping,
-    build_domain_xml,
-    drive_name,
-    map_nic,
-)
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.domain_xml import build_domain_xml
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import OutputError, V2VError
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import (
     Firmware,
@@ -45,6 +39,12 @@ from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.outputs.qemu_cmd
     build_qemu_command,
     ovmf_files,
     render_shell_script,
+)
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.target import (
+    DomainOptions,
+    NICMapping,
+    drive_name,
+    map_nic,
 )
 
 pytestmark = pytest.mark.unit

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v import guestnet
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.convert.base import fill_missing_macs
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.convert.linux import guestnet
 
 pytestmark = pytest.mark.unit
 
@@ -128,17 +129,17 @@ def test_missing_macs_come_from_the_guest_first_then_are_stable() -> None:
     configs = [GuestNetConfig(tool="udev", interface="eth0", mac="00:50:56:ab:cd:ef"),
                GuestNetConfig(tool="ifupdown", interface="eth0", mac="00:50:56:ab:cd:ef", method="static")]
     nics = [SourceNIC(network="default"), SourceNIC(network="default"), SourceNIC(mac="00:0c:29:00:00:01")]
-    filled = guestnet.fill_missing_macs(nics, configs, "/images/web01.img")
+    filled = fill_missing_macs(nics, configs, "/images/web01.img")
     assert filled[0] == (0, "00:50:56:ab:cd:ef", "guest configuration")
     index, generated, origin = filled[1]
     assert (index, origin) == (1, "generated") and generated.startswith("52:54:00:") and len(generated) == 17
     assert nics[2].mac == "00:0c:29:00:00:01" and len(filled) == 2
     # the same source gives the same MAC every run; another source another one
     again = [SourceNIC(), SourceNIC()]
-    guestnet.fill_missing_macs(again, [], "/images/web01.img")
+    fill_missing_macs(again, [], "/images/web01.img")
     other = [SourceNIC(), SourceNIC()]
-    guestnet.fill_missing_macs(other, [], "/images/web02.img")
+    fill_missing_macs(other, [], "/images/web02.img")
     assert again[1].mac == generated and other[1].mac != generated
     # a MAC already on a NIC is not given to another one
     taken = [SourceNIC(mac="00:50:56:AB:CD:EF"), SourceNIC()]
-    assert guestnet.fill_missing_macs(taken, configs, "x")[0][2] == "generated"
+    assert fill_missing_macs(taken, configs, "x")[0][2] == "generated"

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.convert.linux import _initramfs_names, _module_name
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.initramfs import (
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.convert.linux.converter import (
+    _initramfs_names,
+    _module_name,
+)
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.convert.linux.initramfs import (
     InitramfsUnreadable,
     read_initramfs,
 )
@@ -31,7 +34,7 @@ def tree_with(root: Path, files: dict[str, bytes]) -> list[str]:
     for name, data in files.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        for parent in reversed(Path(name).parents[:-1]):
+        for parent in reversed(list(Path(name).parents)[:-1]):
             if str(parent) not in names:
                 names.append(str(parent))
         path.write_bytes(data)

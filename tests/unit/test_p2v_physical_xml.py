@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import SourceError
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec, load_source
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec, open_source
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs.libvirtxml import parse_domain_xml
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs.p2v import SessionReport, session_directory
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.p2v.cmdline import parse_kernel_cmdline
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.p2v.facts import (
     CPUFacts,
@@ -22,11 +23,6 @@ from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.p2v.physical_xml
     PhysicalMachine,
     PhysicalNIC,
     build_physical_xml,
-)
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.p2v.server import (
-    SessionReport,
-    reporting,
-    session_directory,
 )
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.p2v.session import (
     PrepareOptions,
@@ -78,7 +74,7 @@ def _session(tmp_path: Path, text: str) -> Path:
 def test_input_p2v_loads_the_session_directory(tmp_path: Path) -> None:
     directory = _session(tmp_path, build_physical_xml(_machine()))
     for path in (directory, directory / "physical.xml"):
-        source = load_source(SourceSpec(input="p2v", path=str(path)))
+        source = open_source(SourceSpec(input="p2v", path=str(path))).source
         assert source.input == "p2v" and source.name == "db01"
         assert [d.path for d in source.disks] == ["nbd://127.0.0.1:40001", "nbd://127.0.0.1:40002"]
 
@@ -92,7 +88,7 @@ def test_input_p2v_loads_the_session_directory(tmp_path: Path) -> None:
 def test_input_p2v_reads_only_loopback_nbd(tmp_path: Path, xml: str) -> None:
     directory = _session(tmp_path, xml)
     with pytest.raises(SourceError, match="must be NBD on this host's loopback"):
-        load_source(SourceSpec(input="p2v", path=str(directory)))
+        open_source(SourceSpec(input="p2v", path=str(directory)))
 
 
 def test_input_p2v_errors(tmp_path: Path) -> None:
@@ -102,24 +98,40 @@ def test_input_p2v_errors(tmp_path: Path) -> None:
         session_directory(str(tmp_path))
     directory = _session(tmp_path, "<domain type='physical'><name>x</name></domain>")
     with pytest.raises(SourceError, match="lists no disks"):
-        load_source(SourceSpec(input="p2v", path=str(directory)))
+        open_source(SourceSpec(input="p2v", path=str(directory)))
 
 
 def test_reporting_writes_status_and_log(tmp_path: Path) -> None:
     import json
 
     directory = _session(tmp_path, build_physical_xml(_machine(disks=[PhysicalDisk(device="/dev/sda", port=1)])))
+    opened = open_source(SourceSpec(input="p2v", path=str(directory)))
     with (pytest.raises(SourceError, match="connection to the physical machine was lost"),
-          reporting(str(directory), check_mode=False)):
+          opened.run_context(check_mode=False)):
         assert json.loads((directory / "status").read_text())["state"] == "running"
         raise SourceError("qemu-img: Could not read image")
     status = json.loads((directory / "status").read_text())
     assert status["state"] == "failed" and "nbd://127.0.0.1:1" in status["error"]
     assert "conversion failed" in (directory / "virt-v2v-conversion-log.txt").read_text()
     SessionReport(str(directory)).write_status(state="x")
-    with reporting(str(directory), check_mode=False) as results:
-        results.clear()
+    with opened.run_context(check_mode=False) as report:
+        assert report.result is None
     assert json.loads((directory / "status").read_text())["state"] == "done"
+    (directory / "status").unlink()
+    with opened.run_context(check_mode=True):
+        pass
+    assert not (directory / "status").exists()
+
+
+def test_a_session_is_identified_by_its_files(tmp_path: Path) -> None:
+    directory = _session(tmp_path, build_physical_xml(_machine()))
+    (directory / "time").write_text("2026-01-01T00:00:00\n")
+    for path in (directory, directory / "physical.xml"):
+        with open_source(SourceSpec(input="p2v", path=str(path))) as opened:
+            assert [part.split(":")[0] for part in opened.identity()] == ["physical.xml", "time"]
+            first = opened.identity()
+    (directory / "time").write_text("2026-01-02T00:00:00\n")
+    assert open_source(SourceSpec(input="p2v", path=str(directory))).identity() != first
 
 
 def _facts() -> HardwareFacts:

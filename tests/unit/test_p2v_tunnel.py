@@ -15,13 +15,13 @@ from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.p2v.session impo
     session_fingerprint,
     teardown,
 )
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.p2v.tunnel import (
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.transport.ssh import (
     HostKeyError,
-    SSHTarget,
-    key_fingerprint,
+    SshTarget,
     normalize_fingerprint,
     verify_host_key,
 )
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.transport.ssh import fingerprint as key_fingerprint
 
 pytestmark = pytest.mark.unit
 
@@ -38,7 +38,7 @@ def test_fingerprint_is_openssh_sha256() -> None:
 
 
 def test_pinned_fingerprint() -> None:
-    target = SSHTarget(server="conv1", host_key_fingerprints=[key_fingerprint(KEY)])
+    target = SshTarget(host="conv1", host_key_fingerprint=[key_fingerprint(KEY)])
     assert verify_host_key(target, KEY) == key_fingerprint(KEY)
     with pytest.raises(HostKeyError, match="does NOT match the pinned") as caught:
         verify_host_key(target, OTHER)
@@ -48,14 +48,14 @@ def test_pinned_fingerprint() -> None:
 def test_known_hosts(tmp_path: Path) -> None:
     known = tmp_path / "known_hosts"
     known.write_text(f"[conv1]:2222 ssh-rsa {KEY.get_base64()}\n")
-    assert verify_host_key(SSHTarget(server="conv1", port=2222, known_hosts=str(known)), KEY)
+    assert verify_host_key(SshTarget(host="conv1", port=2222, known_hosts=str(known)), KEY)
     with pytest.raises(HostKeyError, match="does NOT match"):
-        verify_host_key(SSHTarget(server="conv1", port=2222, known_hosts=str(known)), OTHER)
+        verify_host_key(SshTarget(host="conv1", port=2222, known_hosts=str(known)), OTHER)
     with pytest.raises(HostKeyError, match="is unknown") as caught:
-        verify_host_key(SSHTarget(server="conv1", port=22, known_hosts=str(known)), KEY)
+        verify_host_key(SshTarget(host="conv1", port=22, known_hosts=str(known)), KEY)
     assert f"host_key_fingerprint: {key_fingerprint(KEY)}" in str(caught.value)
     with pytest.raises(HostKeyError, match="is unknown"):
-        verify_host_key(SSHTarget(server="conv1"), KEY)
+        verify_host_key(SshTarget(host="conv1"), KEY)
 
 
 def test_options_from_params_and_fingerprint_without_secrets() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import multiprocessing
 import os
@@ -87,7 +86,7 @@ def test_sliding_window_the_next_run_starts_when_any_one_ends(tmp_path: Path) ->
     short = sorted(("a", "b", "c"), key=lambda n: times[(n, "start")])
     assert all(e["slot"] == 1 for e in events if e["name"] in short), events
     assert times[(short[-1], "end")] < times[("long", "end")], events
-    for before, after in itertools.pairwise(short):
+    for before, after in zip(short, short[1:]):
         # each started promptly once the one before it ended (polling, not batching)
         assert 0 <= times[(after, "start")] - times[(before, "end")] < 1.5, events
 

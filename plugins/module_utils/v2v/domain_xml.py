@@ -3,42 +3,34 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """libvirt domain XML for a converted guest.
 
-Pure functions: a :class:`Source` (what the old hypervisor said), the
-converted :class:`TargetDisk` list, optional inspection facts and
-:class:`DomainOptions` go in; one XML document comes out. The same input
-always gives byte-identical XML, so it can be compared for idempotency.
+Pure functions that serialize one :class:`target.TargetHardware` (decided
+by :func:`target.decide_hardware` from the source, the converted disks,
+inspection facts and :class:`DomainOptions`); no hardware policy lives
+here. The same input always gives byte-identical XML, so it can be
+compared for idempotency.
 
 The layout follows libvirt's own canonical element order (what ``virsh
 dumpxml`` prints), which keeps diffs against a defined domain small.
 
-Choices that are not options:
-
-- q35 machine, so removable media sit on SATA (q35 has no IDE); floppies on
-  the ISA floppy controller libvirt adds. Removable drives are kept, empty.
-- Disks on virtio-blk (``vda``...) or virtio-scsi (``sda``...), the first one
-  carrying ``<boot order='1'/>``; ``discard='unmap'`` so trims reach the image.
-- NICs become virtio with the original MAC, so the guest's network
-  configuration (keyed by MAC after conversion) still applies.
-- A serial console, the qemu-guest-agent channel, a virtio RNG and balloon.
-- Graphics (VNC on 127.0.0.1 only) when the source had a display.
-- Optional devices that not every host has (vsock) only when asked for.
-- UEFI uses libvirt's firmware autoselection (``<os firmware='efi'>`` with
-  the secure-boot feature pinned on or off) unless a loader path is given.
+Only libvirt-specific choices are made here: ``discard='unmap'`` on disks so
+trims reach the image, the qemu-guest-agent channel, VNC on 127.0.0.1 only,
+UEFI through libvirt's firmware autoselection (``<os firmware='efi'>`` with
+the secure-boot feature pinned on or off) unless a loader path is given.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import OutputError
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import (
-    GuestInfo,
-    Serializable,
-    Source,
-    SourceNIC,
-    TargetDisk,
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import GuestInfo, Source, TargetDisk
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.target import (
+    CPU_MODES,
+    GRAPHICS_LISTEN,
+    GUEST_AGENT_CHANNEL,
+    DomainOptions,
+    TargetHardware,
+    decide_hardware,
+    drive_name,
 )
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.xmlsupport import etree, require_lxml
 
@@ -48,297 +40,6 @@ Element = Any
 METADATA_NS = "https://github.com/kvmigrate/kvmigrate.v2v/xmlns/domain/1"
 METADATA_PREFIX = "kvmigrate"
 
-DOMAIN_TYPES = ("kvm", "qemu")
-BLOCK_DRIVERS = ("virtio-blk", "virtio-scsi")
-DISK_FORMATS = ("raw", "qcow2")
-CLOCK_OFFSETS = ("utc", "localtime")
-LIFECYCLE_ACTIONS = ("destroy", "restart", "preserve", "rename-restart")
-CRASH_ACTIONS = ("destroy", "restart", "preserve", "rename-restart", "coredump-destroy", "coredump-restart")
-VIDEO_MODELS = ("virtio", "vga", "qxl", "bochs", "cirrus")
-CPU_MODES = ("host-model", "host-passthrough", "maximum")
-WILDCARD_KEYS = ("*", "default")
-MAX_FLOPPIES = 2
-GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
-GRAPHICS_LISTEN = "127.0.0.1"
-
-_MAC_RE = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$", re.IGNORECASE)
-_NAME_BAD_RE = re.compile(r"[/\x00-\x1f]")
-
-
-@dataclass
-class DomainOptions(Serializable):
-    """How the converted guest is described to libvirt (and to qemu).
-
-    - ``domain_type``: ``kvm`` or ``qemu`` (TCG; what boot tests use where
-      KVM does not work).
-    - ``name``: domain name; default the source's name.
-    - ``block_driver``: ``virtio-blk`` (``vda``...) or ``virtio-scsi``
-      (``sda``... behind one virtio-scsi controller). Applies to all disks.
-    - ``networks`` / ``bridges``: maps to a target libvirt network / host
-      bridge. Keys are a source network or bridge name, a MAC address, or
-      ``*``/``default`` as a fallback; see :func:`map_nic` for precedence.
-    - ``default_network``: network for every NIC that no map entry matched.
-    - ``serial_log``: file that receives everything the guest writes on its
-      serial console (libvirt ``<log append='off'>``; qemu ``-serial file:``).
-    - ``graphics``: ``True`` always adds VNC + video, ``False`` never,
-      ``None`` follows the source (it had a display or not).
-    - ``vsock``: add a virtio vsock device; only when the target host has
-      vhost-vsock (libvirt fails to start the domain otherwise).
-    - ``machine``: machine type, ``q35`` unless there is a reason.
-    - ``uefi_loader``: explicit UEFI code file instead of autoselection; then
-      ``uefi_nvram_template`` (the VARS template) and ``uefi_nvram`` (the
-      per-guest VARS copy) are written as ``<nvram>`` too. ``uefi_nvram``
-      alone keeps autoselection but fixes where the VARS file lives.
-    - ``timestamp``: conversion time recorded in ``<metadata>``; taken from
-      here (never from the clock) so output stays deterministic.
-    - ``uuid``: fixed domain UUID; ``None`` lets libvirt choose at define.
-      Redefining an existing domain needs its UUID here: without one,
-      libvirt refuses a second define of the same name ("already exists
-      with uuid ...").
-    - ``cpu_mode``: ``host-model``, ``host-passthrough``, ``maximum`` or a
-      named CPU model (``qemu64``, ``EPYC``...); ``None``: ``host-model`` for
-      kvm, ``maximum`` (qemu's ``-cpu max``) for TCG, where host-model
-      would describe a CPU TCG cannot emulate.
-    - ``clock``: ``utc`` or ``localtime``; ``None``: localtime for Windows.
-    - ``video``: video model when there are graphics; ``None``: ``vga`` for
-      Windows (no virtio-gpu driver at first boot), else ``virtio``.
-    - ``disk_cache``: libvirt cache mode (``none``, ``writeback``...);
-      ``None`` keeps the hypervisor default (``none`` needs O_DIRECT, which
-      some file systems, e.g. tmpfs, refuse).
-    - ``nic_model``: NIC model, ``virtio`` unless there is a reason.
-    - ``on_poweroff`` / ``on_reboot`` / ``on_crash``: lifecycle actions.
-    """
-
-    domain_type: str = "kvm"
-    name: str | None = None
-    block_driver: str = "virtio-blk"
-    networks: dict[str, str] = field(default_factory=dict)
-    bridges: dict[str, str] = field(default_factory=dict)
-    default_network: str | None = None
-    serial_log: str | None = None
-    graphics: bool | None = None
-    vsock: bool = False
-    machine: str = "q35"
-    uefi_loader: str | None = None
-    uefi_nvram_template: str | None = None
-    uefi_nvram: str | None = None
-    timestamp: str | None = None
-    uuid: str | None = None
-    cpu_mode: str | None = None
-    clock: str | None = None
-    video: str | None = None
-    disk_cache: str | None = None
-    nic_model: str = "virtio"
-    on_poweroff: str = "destroy"
-    on_reboot: str = "restart"
-    on_crash: str = "destroy"
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        """Raise :class:`OutputError` for a value libvirt would refuse."""
-        _choice("domain_type", self.domain_type, DOMAIN_TYPES)
-        _choice("block_driver", self.block_driver, BLOCK_DRIVERS)
-        if self.clock is not None:
-            _choice("clock", self.clock, CLOCK_OFFSETS)
-        if self.video is not None:
-            _choice("video", self.video, VIDEO_MODELS)
-        _choice("on_poweroff", self.on_poweroff, LIFECYCLE_ACTIONS)
-        _choice("on_reboot", self.on_reboot, LIFECYCLE_ACTIONS)
-        _choice("on_crash", self.on_crash, CRASH_ACTIONS)
-        if self.name is not None:
-            check_domain_name(self.name)
-        if not self.machine:
-            raise OutputError("the machine type is empty", hint="Use 'q35' (the default)")
-        for label, mapping in (("networks", self.networks), ("bridges", self.bridges)):
-            for key, value in mapping.items():
-                if not key or not value:
-                    raise OutputError(f"{label} has an empty name in the entry {key!r}: {value!r}",
-                                      hint="Map a source name, MAC address or '*' to a target name")
-        overlap = sorted(set(_mac_keys(self.networks)) & set(_mac_keys(self.bridges)))
-        if overlap:
-            raise OutputError(f"MAC address {overlap[0]} is mapped both to a network and to a bridge",
-                              hint="Map each MAC address in either networks or bridges, not both")
-
-
-@dataclass
-class NICMapping(Serializable):
-    """Where one source NIC goes: ``kind`` is ``network`` or ``bridge``.
-
-    ``rule`` says which rule decided: ``mac``, ``name``, ``wildcard``,
-    ``default_network`` or ``unmapped`` (original name kept).
-    """
-
-    kind: str
-    name: str
-    rule: str
-    mac: str | None = None
-
-
-def _choice(label: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise OutputError(f"{label} {value!r} is not supported", hint=f"Use one of: {', '.join(allowed)}")
-
-
-def check_domain_name(name: str) -> str:
-    """Return ``name`` if libvirt accepts it as a domain name, else raise."""
-    if not name or not name.strip():
-        raise OutputError("the domain name is empty", hint="Set a name for the converted guest")
-    if _NAME_BAD_RE.search(name):
-        raise OutputError(f"the domain name {name!r} contains '/' or a control character",
-                          hint="Rename the converted guest")
-    return name
-
-
-def normalize_mac(mac: str) -> str:
-    return mac.strip().lower().replace("-", ":")
-
-
-def is_mac(key: str) -> bool:
-    return bool(_MAC_RE.match(key.strip()))
-
-
-def _mac_keys(mapping: dict[str, str]) -> dict[str, str]:
-    return {normalize_mac(k): v for k, v in mapping.items() if is_mac(k)}
-
-
-def map_nic(nic: SourceNIC, options: DomainOptions) -> NICMapping:
-    """Decide the target network or bridge of one source NIC.
-
-    Precedence, first match wins:
-
-    1. the NIC's MAC address as a key of ``networks`` (-> network) or
-       ``bridges`` (-> bridge); any spelling (``-``/``:``, any case);
-    2. the source name as a key of the map of its own kind (a source
-       network in ``networks``, a source bridge in ``bridges``);
-    3. the source name as a key of the other map (so ``bridges: {"VM
-       Network": br0}`` moves a source network onto a bridge);
-    4. a ``*`` key, then a ``default`` key, of the map of its own kind;
-    5. ``default_network``;
-    6. nothing matched: the source kind and name are kept (a NIC without
-       any name goes to the network ``default``).
-    """
-    mac = normalize_mac(nic.mac) if nic.mac else None
-    if mac:
-        by_mac_net = _mac_keys(options.networks)
-        by_mac_br = _mac_keys(options.bridges)
-        if mac in by_mac_net:
-            return NICMapping("network", by_mac_net[mac], "mac", mac)
-        if mac in by_mac_br:
-            return NICMapping("bridge", by_mac_br[mac], "mac", mac)
-    kind, name = ("bridge", nic.bridge) if nic.bridge else ("network", nic.network)
-    own, other = (options.bridges, options.networks) if kind == "bridge" else (options.networks, options.bridges)
-    other_kind = "network" if kind == "bridge" else "bridge"
-    if name:
-        if name in own:
-            return NICMapping(kind, own[name], "name", mac)
-        if name in other:
-            return NICMapping(other_kind, other[name], "name", mac)
-    for key in WILDCARD_KEYS:
-        if key in own:
-            return NICMapping(kind, own[key], "wildcard", mac)
-    if options.default_network:
-        return NICMapping("network", options.default_network, "default_network", mac)
-    if name:
-        return NICMapping(kind, name, "unmapped", mac)
-    return NICMapping("network", "default", "unmapped", mac)
-
-
-def drive_name(prefix: str, index: int) -> str:
-    """``vd`` + 0 -> ``vda``, 25 -> ``vdz``, 26 -> ``vdaa`` (Linux's scheme)."""
-    if index < 0:
-        raise ValueError(index)
-    letters = ""
-    index += 1
-    while index > 0:
-        index, rem = divmod(index - 1, 26)
-        letters = chr(ord("a") + rem) + letters
-    return prefix + letters
-
-
-def domain_name(source: Source, options: DomainOptions) -> str:
-    return check_domain_name(options.name if options.name is not None else source.name)
-
-
-def firmware_of(source: Source, guest: GuestInfo | None = None) -> tuple[str, bool]:
-    """Return (``bios``|``uefi``, secure_boot) for the converted guest.
-
-    The source's own firmware wins; inspection decides when the source did
-    not say (``unknown``); BIOS when nobody knows.
-    """
-    fw = (source.firmware.type or "").lower()
-    if fw not in ("bios", "uefi") and guest is not None and guest.firmware in ("bios", "uefi"):
-        fw = guest.firmware
-    if fw != "uefi":
-        return "bios", False
-    return "uefi", bool(source.firmware.secure_boot)
-
-
-def is_windows(guest: GuestInfo | None) -> bool:
-    return guest is not None and (guest.os_type or "").lower() == "windows"
-
-
-def clock_offset(options: DomainOptions, guest: GuestInfo | None) -> str:
-    if options.clock:
-        return options.clock
-    return "localtime" if is_windows(guest) else "utc"
-
-
-def cpu_topology(source: Source) -> tuple[int, int, int] | None:
-    """(sockets, cores, threads) when the source says and it adds up to the vCPU count."""
-    cpu = source.cpu
-    if not (cpu.sockets or cpu.cores or cpu.threads):
-        return None
-    sockets, cores, threads = cpu.sockets or 1, cpu.cores or 1, cpu.threads or 1
-    if min(sockets, cores, threads) < 1 or sockets * cores * threads != source.vcpus:
-        return None
-    return sockets, cores, threads
-
-
-def cpu_mode(options: DomainOptions) -> str:
-    if options.cpu_mode:
-        return options.cpu_mode
-    return "host-model" if options.domain_type == "kvm" else "maximum"
-
-
-def wants_graphics(source: Source, options: DomainOptions) -> bool:
-    if options.graphics is not None:
-        return options.graphics
-    return bool(source.display)
-
-
-def video_model(options: DomainOptions, guest: GuestInfo | None) -> str:
-    if options.video:
-        return options.video
-    return "vga" if is_windows(guest) else "virtio"
-
-
-def is_q35(machine: str) -> bool:
-    return "q35" in machine
-
-
-def check_disks(source: Source, disks: list[TargetDisk]) -> None:
-    if not disks:
-        raise OutputError("there are no target disks to describe", subject=source.name,
-                          hint="Convert at least one disk before building the domain")
-    for disk in disks:
-        if disk.format not in DISK_FORMATS:
-            raise OutputError(f"target disk {disk.path} has format {disk.format!r}", subject=source.name,
-                              hint=f"Convert disks to one of: {', '.join(DISK_FORMATS)}")
-
-
-def _check_firmware(source: Source, options: DomainOptions, firmware: str, secure_boot: bool) -> None:
-    if secure_boot and not is_q35(options.machine):
-        raise OutputError(f"secure boot needs a q35 machine, not {options.machine!r}", subject=source.name,
-                          hint="Use machine: q35")
-    if firmware != "uefi" and (options.uefi_loader or options.uefi_nvram):
-        raise OutputError("UEFI loader or NVRAM paths were given for a BIOS guest", subject=source.name,
-                          hint="Drop uefi_loader/uefi_nvram, or check the source's firmware")
-    if options.uefi_nvram_template and not options.uefi_loader:
-        raise OutputError("uefi_nvram_template needs uefi_loader", subject=source.name,
-                          hint="Give both, or neither to let libvirt choose the firmware")
-
 
 def _sub(parent: Element, tag: str, text: str | None = None, **attrib: str) -> Element:
     child = etree.SubElement(parent, tag, attrib)
@@ -347,7 +48,8 @@ def _sub(parent: Element, tag: str, text: str | None = None, **attrib: str) -> E
     return child
 
 
-def _metadata(dom: Element, source: Source, guest: GuestInfo | None, options: DomainOptions) -> None:
+def _metadata(dom: Element, hw: TargetHardware) -> None:
+    source, guest = hw.source, hw.guest
     metadata = _sub(dom, "metadata")
     ns = f"{{{METADATA_NS}}}"
     conv = etree.SubElement(metadata, ns + "conversion", nsmap={METADATA_PREFIX: METADATA_NS})
@@ -361,52 +63,52 @@ def _metadata(dom: Element, source: Source, guest: GuestInfo | None, options: Do
                             ("product", guest.product_name), ("arch", guest.arch)):
             if value:
                 g.set(attr, str(value))
-    if options.timestamp:
-        etree.SubElement(conv, ns + "converted").text = options.timestamp
+    if hw.timestamp:
+        etree.SubElement(conv, ns + "converted").text = hw.timestamp
 
 
-def _os(dom: Element, options: DomainOptions, firmware: str, secure_boot: bool) -> None:
+def _os(dom: Element, hw: TargetHardware) -> None:
     os_el = _sub(dom, "os")
-    _sub(os_el, "type", "hvm", arch="x86_64", machine=options.machine)
-    if firmware != "uefi":
+    _sub(os_el, "type", "hvm", arch="x86_64", machine=hw.machine)
+    if hw.firmware != "uefi":
         return
-    if options.uefi_loader:
+    if hw.uefi_loader:
         # Explicit paths: the pre-autoselection form every libvirt understands.
-        _sub(os_el, "loader", options.uefi_loader, readonly="yes", secure="yes" if secure_boot else "no",
+        _sub(os_el, "loader", hw.uefi_loader, readonly="yes", secure="yes" if hw.secure_boot else "no",
              type="pflash")
-        if options.uefi_nvram_template or options.uefi_nvram:
-            nvram = _sub(os_el, "nvram", options.uefi_nvram)
-            if options.uefi_nvram_template:
-                nvram.set("template", options.uefi_nvram_template)
+        if hw.uefi_nvram_template or hw.uefi_nvram:
+            nvram = _sub(os_el, "nvram", hw.uefi_nvram)
+            if hw.uefi_nvram_template:
+                nvram.set("template", hw.uefi_nvram_template)
         return
     os_el.set("firmware", "efi")
     fw = _sub(os_el, "firmware")
-    if secure_boot:
+    if hw.secure_boot:
         # A secure-boot source booted shim signed by Microsoft's key: pick the
         # variant with those keys enrolled.
         _sub(fw, "feature", enabled="yes", name="enrolled-keys")
         _sub(fw, "feature", enabled="yes", name="secure-boot")
     else:
         _sub(fw, "feature", enabled="no", name="secure-boot")
-    if options.uefi_nvram:
-        _sub(os_el, "nvram", options.uefi_nvram)
+    if hw.uefi_nvram:
+        _sub(os_el, "nvram", hw.uefi_nvram)
 
 
-def _features(dom: Element, options: DomainOptions, guest: GuestInfo | None, secure_boot: bool) -> None:
+def _features(dom: Element, hw: TargetHardware) -> None:
     features = _sub(dom, "features")
     _sub(features, "acpi")
     _sub(features, "apic")
-    if is_windows(guest) and options.domain_type == "kvm":
+    if hw.hyperv:
         hyperv = _sub(features, "hyperv", mode="custom")
         _sub(hyperv, "relaxed", state="on")
         _sub(hyperv, "vapic", state="on")
         _sub(hyperv, "spinlocks", state="on", retries="8191")
-    if secure_boot:
+    if hw.secure_boot:
         _sub(features, "smm", state="on")
 
 
-def _cpu(dom: Element, source: Source, options: DomainOptions) -> None:
-    mode = cpu_mode(options)
+def _cpu(dom: Element, hw: TargetHardware) -> None:
+    mode = hw.cpu_mode
     if mode in CPU_MODES:
         cpu = _sub(dom, "cpu", mode=mode)
         if mode == "maximum":
@@ -414,61 +116,55 @@ def _cpu(dom: Element, source: Source, options: DomainOptions) -> None:
     else:
         cpu = _sub(dom, "cpu", mode="custom", match="exact", check="none")
         _sub(cpu, "model", mode, fallback="allow")
-    topology = cpu_topology(source)
-    if topology:
-        sockets, cores, threads = topology
+    if hw.topology:
+        sockets, cores, threads = hw.topology
         _sub(cpu, "topology", sockets=str(sockets), dies="1", cores=str(cores), threads=str(threads))
 
 
-def _clock(dom: Element, options: DomainOptions, guest: GuestInfo | None) -> None:
-    clock = _sub(dom, "clock", offset=clock_offset(options, guest))
+def _clock(dom: Element, hw: TargetHardware) -> None:
+    clock = _sub(dom, "clock", offset=hw.clock)
     _sub(clock, "timer", name="rtc", tickpolicy="catchup")
     _sub(clock, "timer", name="pit", tickpolicy="delay")
     _sub(clock, "timer", name="hpet", present="no")
-    if is_windows(guest) and options.domain_type == "kvm":
+    if hw.hyperv:
         _sub(clock, "timer", name="hypervclock", present="yes")
 
 
-def _disks(devices: Element, disks: list[TargetDisk], options: DomainOptions) -> int:
+def _disks(devices: Element, hw: TargetHardware) -> int:
     """Write the disks; return how many ``sdX`` names they used."""
-    scsi = options.block_driver == "virtio-scsi"
-    for index, disk in enumerate(disks):
+    for index, disk in enumerate(hw.disks):
         el = _sub(devices, "disk", type="file", device="disk")
         driver = _sub(el, "driver", name="qemu", type=disk.format)
-        if options.disk_cache:
-            driver.set("cache", options.disk_cache)
+        if hw.disk_cache:
+            driver.set("cache", hw.disk_cache)
         driver.set("discard", "unmap")
         _sub(el, "source", file=disk.path)
-        if scsi:
-            _sub(el, "target", dev=drive_name("sd", index), bus="scsi")
-        else:
-            _sub(el, "target", dev=drive_name("vd", index), bus="virtio")
+        _sub(el, "target", dev=hw.disk_dev(index), bus="scsi" if hw.scsi else "virtio")
         if index == 0:
             _sub(el, "boot", order="1")
-    return len(disks) if scsi else 0
+    return len(hw.disks) if hw.scsi else 0
 
 
-def _removables(devices: Element, source: Source, options: DomainOptions, sd_used: int) -> None:
-    cd_bus, cd_prefix, cd_index = ("sata", "sd", sd_used) if is_q35(options.machine) else ("ide", "hd", 0)
+def _removables(devices: Element, hw: TargetHardware, sd_used: int) -> None:
+    cd_bus, cd_prefix, cd_index = ("sata", "sd", sd_used) if hw.q35 else ("ide", "hd", 0)
     floppies = 0
-    for removable in source.removables:
-        kind = removable.kind.lower()
+    for kind in hw.removables:
         if kind == "cdrom":
             el = _sub(devices, "disk", type="file", device="cdrom")
             _sub(el, "driver", name="qemu", type="raw")
             _sub(el, "target", dev=drive_name(cd_prefix, cd_index), bus=cd_bus)
             _sub(el, "readonly")
             cd_index += 1
-        elif kind == "floppy" and floppies < MAX_FLOPPIES:
+        else:
             el = _sub(devices, "disk", type="file", device="floppy")
             _sub(el, "driver", name="qemu", type="raw")
             _sub(el, "target", dev=drive_name("fd", floppies), bus="fdc")
             floppies += 1
 
 
-def _interfaces(devices: Element, source: Source, options: DomainOptions) -> None:
-    for nic in source.nics:
-        mapping = map_nic(nic, options)
+def _interfaces(devices: Element, hw: TargetHardware) -> None:
+    for nic in hw.nics:
+        mapping = nic.mapping
         el = _sub(devices, "interface", type=mapping.kind)
         if mapping.mac:
             _sub(el, "mac", address=mapping.mac)
@@ -476,13 +172,13 @@ def _interfaces(devices: Element, source: Source, options: DomainOptions) -> Non
             _sub(el, "source", bridge=mapping.name)
         else:
             _sub(el, "source", network=mapping.name)
-        _sub(el, "model", type=options.nic_model)
+        _sub(el, "model", type=nic.model)
 
 
-def _consoles(devices: Element, options: DomainOptions) -> None:
+def _consoles(devices: Element, hw: TargetHardware) -> None:
     serial = _sub(devices, "serial", type="pty")
-    if options.serial_log:
-        _sub(serial, "log", file=options.serial_log, append="off")
+    if hw.serial_log:
+        _sub(serial, "log", file=hw.serial_log, append="off")
     _sub(serial, "target", port="0")
     console = _sub(devices, "console", type="pty")
     _sub(console, "target", type="serial", port="0")
@@ -490,65 +186,69 @@ def _consoles(devices: Element, options: DomainOptions) -> None:
     _sub(channel, "target", type="virtio", name=GUEST_AGENT_CHANNEL)
 
 
-def _graphics(devices: Element, options: DomainOptions, guest: GuestInfo | None) -> None:
+def _graphics(devices: Element, hw: TargetHardware) -> None:
     _sub(devices, "input", type="tablet", bus="usb")
     graphics = _sub(devices, "graphics", type="vnc", port="-1", autoport="yes", listen=GRAPHICS_LISTEN)
     _sub(graphics, "listen", type="address", address=GRAPHICS_LISTEN)
     video = _sub(devices, "video")
-    _sub(video, "model", type=video_model(options, guest))
+    _sub(video, "model", type=hw.video or "virtio")
+
+
+def render_domain(hw: TargetHardware) -> Element:
+    """The ``<domain>`` element that describes ``hw``."""
+    require_lxml()
+    dom = etree.Element("domain", type=hw.domain_type)
+    _sub(dom, "name", hw.name)
+    if hw.uuid:
+        _sub(dom, "uuid", hw.uuid)
+    if hw.genid:
+        _sub(dom, "genid", hw.genid)
+    _metadata(dom, hw)
+    kib = str(hw.memory_mb * 1024)
+    _sub(dom, "memory", kib, unit="KiB")
+    _sub(dom, "currentMemory", kib, unit="KiB")
+    _sub(dom, "vcpu", str(hw.vcpus), placement="static")
+    _os(dom, hw)
+    _features(dom, hw)
+    _cpu(dom, hw)
+    _clock(dom, hw)
+    _sub(dom, "on_poweroff", hw.on_poweroff)
+    _sub(dom, "on_reboot", hw.on_reboot)
+    _sub(dom, "on_crash", hw.on_crash)
+    pm = _sub(dom, "pm")
+    _sub(pm, "suspend-to-mem", enabled="no")
+    _sub(pm, "suspend-to-disk", enabled="no")
+
+    devices = _sub(dom, "devices")
+    sd_used = _disks(devices, hw)
+    _removables(devices, hw, sd_used)
+    if hw.scsi:
+        _sub(devices, "controller", type="scsi", index="0", model="virtio-scsi")
+    _interfaces(devices, hw)
+    _consoles(devices, hw)
+    if hw.graphics:
+        _graphics(devices, hw)
+    _sub(devices, "memballoon", model="virtio")
+    rng = _sub(devices, "rng", model="virtio")
+    _sub(rng, "backend", "/dev/urandom", model="random")
+    if hw.vsock:
+        vsock = _sub(devices, "vsock", model="virtio")
+        _sub(vsock, "cid", auto="yes")
+    return dom
 
 
 def build_domain(source: Source, disks: list[TargetDisk], options: DomainOptions,
                  guest: GuestInfo | None = None) -> Element:
     """The ``<domain>`` element; see :func:`build_domain_xml`."""
     require_lxml()
-    options.validate()
-    name = domain_name(source, options)
-    check_disks(source, disks)
-    if source.memory_mb < 1 or source.vcpus < 1:
-        raise OutputError(f"memory {source.memory_mb} MiB / {source.vcpus} vCPUs is not a usable size",
-                          subject=source.name, hint="Check the source's memory and CPU settings")
-    firmware, secure_boot = firmware_of(source, guest)
-    _check_firmware(source, options, firmware, secure_boot)
+    return render_domain(decide_hardware(source, disks, options, guest))
 
-    dom = etree.Element("domain", type=options.domain_type)
-    _sub(dom, "name", name)
-    if options.uuid:
-        _sub(dom, "uuid", options.uuid)
-    if source.genid:
-        _sub(dom, "genid", source.genid)
-    _metadata(dom, source, guest, options)
-    kib = str(source.memory_mb * 1024)
-    _sub(dom, "memory", kib, unit="KiB")
-    _sub(dom, "currentMemory", kib, unit="KiB")
-    _sub(dom, "vcpu", str(source.vcpus), placement="static")
-    _os(dom, options, firmware, secure_boot)
-    _features(dom, options, guest, secure_boot)
-    _cpu(dom, source, options)
-    _clock(dom, options, guest)
-    _sub(dom, "on_poweroff", options.on_poweroff)
-    _sub(dom, "on_reboot", options.on_reboot)
-    _sub(dom, "on_crash", options.on_crash)
-    pm = _sub(dom, "pm")
-    _sub(pm, "suspend-to-mem", enabled="no")
-    _sub(pm, "suspend-to-disk", enabled="no")
 
-    devices = _sub(dom, "devices")
-    sd_used = _disks(devices, disks, options)
-    _removables(devices, source, options, sd_used)
-    if options.block_driver == "virtio-scsi":
-        _sub(devices, "controller", type="scsi", index="0", model="virtio-scsi")
-    _interfaces(devices, source, options)
-    _consoles(devices, options)
-    if wants_graphics(source, options):
-        _graphics(devices, options, guest)
-    _sub(devices, "memballoon", model="virtio")
-    rng = _sub(devices, "rng", model="virtio")
-    _sub(rng, "backend", "/dev/urandom", model="random")
-    if options.vsock:
-        vsock = _sub(devices, "vsock", model="virtio")
-        _sub(vsock, "cid", auto="yes")
-    return dom
+def domain_xml_text(hw: TargetHardware) -> str:
+    """The libvirt domain XML of ``hw`` (indented, ending in a newline)."""
+    dom = render_domain(hw)
+    etree.indent(dom, space="  ")
+    return etree.tostring(dom, encoding="unicode", pretty_print=True)
 
 
 def build_domain_xml(source: Source, disks: list[TargetDisk], options: DomainOptions,
@@ -561,6 +261,5 @@ def build_domain_xml(source: Source, disks: list[TargetDisk], options: DomainOpt
     ``unknown`` source firmware is taken from inspection.
     Raises :class:`OutputError` for inputs libvirt would refuse.
     """
-    dom = build_domain(source, disks, options, guest)
-    etree.indent(dom, space="  ")
-    return etree.tostring(dom, encoding="unicode", pretty_print=True)
+    require_lxml()
+    return domain_xml_text(decide_hardware(source, disks, options, guest))

@@ -13,13 +13,22 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
-import re
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v import guestnet
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.initramfs import InitramfsUnreadable, read_initramfs
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.convert.linux import guestnet
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.convert.linux.distro import (
+    HYPERVISOR_FILES,
+    guest_glob,
+    guest_read,
+    hypervisor_family,
+    xen_driver_files,
+)
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.convert.linux.initramfs import (
+    InitramfsUnreadable,
+    read_initramfs,
+)
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import (
     Finding,
     GuestFilesystem,
@@ -37,76 +46,13 @@ FREE_INODES_NEEDED = 100
 ESP_GPT_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 VIRTIO_MODULES = ("virtio_blk", "virtio_scsi", "virtio_net", "virtio_pci")
 
-# Installed packages that are a hypervisor's guest tools, by family. A trailing "*" is a
-# prefix: these families ship many sub-packages (open-vm-tools-desktop, -sdmp, ...).
-# Not here on purpose: kernel-xen (a kernel: it stays, and conversion boots another one),
-# xen-tools (Debian's dom0 tool that creates Xen guests, not a guest tool), and
-# vmware-tools-libraries-* (see convert/linux.py: they replace core libraries).
-HYPERVISOR_PACKAGES: dict[str, tuple[str, ...]] = {
-    "vmware": ("open-vm-tools", "open-vm-tools-*", "vmware-tools-*", "VMwareTools", "kmod-vmware-tools*",
-               "vmware-guest-kmp-*", "libvmtools0"),
-    "xen": ("kmod-xenpv*", "xenstore-utils", "xe-daemon", "xen-guest-agent"),
-    "citrix": ("xe-guest-utilities*",),
-    "virtualbox": ("virtualbox-guest-*", "virtualbox-kmp-*", "VirtualBox-guest-additions",
-                   "virtualbox-guest-additions"),
-    "hyperv": ("hyperv-daemons*", "hypervkvpd", "hypervvssd", "hypervfcopyd", "hyperv-tools",
-               "hv-kvp-daemon-init", "linux-cloud-tools-common"),
-    "parallels": ("parallels-tools", "prl-tools*"),
-}
-# Packages the patterns above match that are not removed: they provide core libraries
-# whose replacements would have to come from the network.
-HYPERVISOR_PACKAGES_KEPT = ("vmware-tools-libraries-*",)
-# Tools installed from a tarball or an ISO leave files rather than packages.
-HYPERVISOR_FILES: dict[str, tuple[str, ...]] = {
-    "vmware": ("/etc/vmware-tools/locations", "/usr/bin/vmware-uninstall-tools.pl"),
-    "virtualbox": ("/var/lib/VBoxGuestAdditions/config", "/opt/VBoxGuestAdditions-*/uninstall.sh",
-                   "/usr/sbin/vbox-uninstall-guest-additions"),
-    "parallels": ("/usr/lib/parallels-tools/install",),
-}
-# Xen paravirtual drivers: a modprobe alias that names one (``alias eth0 xennet``,
-# ``alias scsi_hostadapter xenblk``) loads a driver that finds no device on KVM.
-XEN_PV_MODULES = ("xennet", "xen-vnif", "xen_vnif", "xenblk", "xen-vbd", "xen_vbd", "xen-netfront",
-                  "xen_netfront", "xen-blkfront", "xen_blkfront", "xen-platform-pci", "xen_platform_pci")
-MODPROBE_FILES = ("/etc/modprobe.conf", "/etc/modprobe.conf.local", "/etc/modules.conf", "/etc/conf.modules",
-                  "/etc/modprobe.d/*")
-XEN_ALIAS = re.compile(r"^[ \t]*alias[ \t]+(\S+)[ \t]+(" + "|".join(re.escape(m) for m in XEN_PV_MODULES)
-                       + r")[ \t]*(?:#.*)?$", re.MULTILINE)
-# SUSE lists the modules of its initrd here; DOMU_INITRD_MODULES is for Xen guests.
-SUSE_KERNEL_SYSCONFIG = "/etc/sysconfig/kernel"
-SUSE_INITRD_VARIABLES = ("INITRD_MODULES", "DOMU_INITRD_MODULES")
-
-
-def hypervisor_family(package: str) -> str | None:
-    """The hypervisor whose guest tools ``package`` is, or None."""
-    for family, patterns in HYPERVISOR_PACKAGES.items():
-        for pattern in patterns:
-            if package == pattern or (pattern.endswith("*") and package.startswith(pattern[:-1])):
-                return family
-    return None
-
-
-def xen_driver_files(g: Any) -> list[str]:
-    """The modprobe and SUSE initrd configuration files that still name a Xen PV driver."""
-    found = []
-    for pattern in MODPROBE_FILES:
-        for path in sorted(_glob(g, pattern)):
-            if g.is_file(path) and XEN_ALIAS.search(_read(g, path) or ""):
-                found.append(path)
-    text = _read(g, SUSE_KERNEL_SYSCONFIG) or ""
-    for variable in SUSE_INITRD_VARIABLES:
-        match = re.search(rf'^\s*{variable}\s*=\s*"([^"]*)"', text, re.MULTILINE)
-        if match and set(match.group(1).split()) & set(XEN_PV_MODULES):
-            found.append(SUSE_KERNEL_SYSCONFIG)
-            break
-    return found
-
 
 @dataclass
 class InspectOptions:
     """``root``: ``single`` (the default: fail if several OSes), ``first`` or a device."""
 
     root: str = "single"
-    luks_keys: list[str] = field(default_factory=list)
+    luks_keys: list[str] = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -188,18 +134,6 @@ def _exists(g: Any, path: str) -> bool:
         return False
 
 
-def _glob(g: Any, pattern: str) -> list[str]:
-    try:
-        return list(g.glob_expand(pattern))
-    except RuntimeError:
-        return []
-
-
-def _read(g: Any, path: str) -> str | None:
-    try:
-        return g.cat(path)
-    except RuntimeError:
-        return None
 
 
 def initramfs_modules(g: Any, initrd: str) -> list[str] | None:
@@ -216,16 +150,17 @@ def initramfs_modules(g: Any, initrd: str) -> list[str] | None:
 
 
 def _kernel_has_module(g: Any, moddir: str, module: str) -> bool:
-    if _glob(g, f"{moddir}/kernel/drivers/*/{module}.ko*") or _glob(g, f"{moddir}/kernel/drivers/*/*/{module}.ko*"):
+    if (guest_glob(g, f"{moddir}/kernel/drivers/*/{module}.ko*")
+            or guest_glob(g, f"{moddir}/kernel/drivers/*/*/{module}.ko*")):
         return True
-    builtin = _read(g, f"{moddir}/modules.builtin") or ""
+    builtin = guest_read(g, f"{moddir}/modules.builtin") or ""
     return f"/{module}.ko" in builtin
 
 
 def find_kernels(g: Any, *, look_in_initramfs: bool = True) -> list[GuestKernel]:
     kernels: list[GuestKernel] = []
     seen: set[str] = set()
-    for moddir in sorted(_glob(g, "/lib/modules/*") + _glob(g, "/usr/lib/modules/*")):
+    for moddir in sorted(guest_glob(g, "/lib/modules/*") + guest_glob(g, "/usr/lib/modules/*")):
         version = posixpath.basename(moddir.rstrip("/"))
         if version in seen or not g.is_dir(moddir):
             continue
@@ -239,7 +174,7 @@ def find_kernels(g: Any, *, look_in_initramfs: bool = True) -> list[GuestKernel]
         if look_in_initramfs and initrd:
             modules = initramfs_modules(g, initrd)
             if modules is not None:
-                builtin = _read(g, f"{moddir}/modules.builtin") or ""
+                builtin = guest_read(g, f"{moddir}/modules.builtin") or ""
                 in_initramfs = "virtio_blk" in modules or "/virtio_blk.ko" in builtin
         kernels.append(GuestKernel(version=version, path=image, initrd=initrd,
                                    has_virtio_modules=has_virtio, virtio_in_initramfs=in_initramfs,
@@ -254,7 +189,7 @@ def _bootloader(g: Any) -> str | None:
                        ("/boot/syslinux/syslinux.cfg", "syslinux"), ("/boot/loader/loader.conf", "systemd-boot")):
         if _exists(g, path):
             return name
-    if _glob(g, "/boot/efi/EFI/*/grub.cfg"):
+    if guest_glob(g, "/boot/efi/EFI/*/grub.cfg"):
         return "grub2"
     return None
 
@@ -306,7 +241,7 @@ def _hypervisor_tools(g: Any, root: str) -> list[str]:
             found.add(f"{family}:{app['app2_name']}")
     for family, patterns in HYPERVISOR_FILES.items():
         for pattern in patterns:
-            if _glob(g, pattern):
+            if guest_glob(g, pattern):
                 found.add(f"{family}:{pattern.rsplit('/', 1)[-1]}")
     for path in xen_driver_files(g):
         found.add(f"xen:{path}")
@@ -317,10 +252,10 @@ def guest_network(g: Any) -> list[GuestNetConfig]:
     configs: list[GuestNetConfig] = []
     for tool, patterns in guestnet.NET_CONFIG_GLOBS.items():
         for pattern in patterns:
-            for path in sorted(_glob(g, pattern)):
+            for path in sorted(guest_glob(g, pattern)):
                 if not g.is_file(path):
                     continue
-                text = _read(g, path)
+                text = guest_read(g, path)
                 if text is not None:
                     configs.extend(guestnet.PARSERS[tool](text, path))
     return configs

@@ -39,9 +39,17 @@ class Serializable:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
 
 
-class Severity(enum.StrEnum):
+class Severity(str, enum.Enum):
+    """A finding's weight. Behaves like ``enum.StrEnum`` (3.11+): ``str()`` and formatting give the value."""
+
     BLOCKER = "blocker"
     WARNING = "warning"
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, format_spec: str) -> str:
+        return format(str(self.value), format_spec)
 
 
 @dataclass

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v import storage
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.appliance import Appliance, DriveSpec
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.compat import strict_zip
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import SourceError
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec, load_source
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import OpenedSource, SourceSpec, open_source
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inspect import InspectOptions, inspect_guest_os
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import Phase, Result, Source
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import Phase, Result
 
 DEFAULT_WORK_DIR = "/var/tmp"
 # A trimmed copy still writes filesystem metadata and partition tables; the
@@ -53,11 +54,11 @@ class OpenedDisk:
 
 
 @contextlib.contextmanager
-def open_disks(source: Source, work_dir: str | None) -> Iterator[list[OpenedDisk]]:
-    """Probe each source disk safely and put a qcow2 overlay over it.
+def open_disks(opened: OpenedSource, work_dir: str | None) -> Iterator[list[OpenedDisk]]:
+    """Probe each disk of an opened source safely, at its endpoint, and put a qcow2 overlay over it.
 
-    A disk with a registered :class:`storage.DiskServer` is served over NBD
-    first; the server stops when this context ends.
+    The probe fills in each source disk's format and size. Whatever serves
+    the disks belongs to the opened source and stops when its context ends.
     """
     base = work_dir or DEFAULT_WORK_DIR
     try:
@@ -67,22 +68,15 @@ def open_disks(source: Source, work_dir: str | None) -> Iterator[list[OpenedDisk
         raise SourceError(f"cannot use the work directory: {exc.strerror}", subject=base,
                           hint="Set work_dir to a writable directory with free space") from exc
     try:
-        # Disk servers (nbdkit for disks read over SSH) live exactly as long as the overlays.
-        with contextlib.ExitStack() as servers:
-            opened = []
-            for index, disk in enumerate(source.disks):
-                path = disk.path
-                server = storage.disk_server(path)
-                if server is not None:
-                    path = servers.enter_context(server.serve())
-                # OVF snapshot chains: the OVA loader matched each delta's parent against the OVF.
-                image = storage.probe_image(path, disk.format, offset=disk.offset, length=disk.length,
-                                            parents_in_dir=source.input == "ova")
-                disk.format = image.format
-                disk.size_bytes = image.virtual_size
-                overlay = storage.create_overlay(image, os.path.join(tmp, f"disk{index}.qcow2"))
-                opened.append(OpenedDisk(image=image, overlay=overlay))
-            yield opened
+        disks = []
+        for index, (disk, endpoint) in enumerate(strict_zip(opened.source.disks, opened.endpoints)):
+            image = storage.probe_image(endpoint.path, endpoint.format, offset=endpoint.offset,
+                                        length=endpoint.length, parents_in_dir=endpoint.parents_in_dir)
+            disk.format = image.format
+            disk.size_bytes = image.virtual_size
+            overlay = storage.create_overlay(image, os.path.join(tmp, f"disk{index}.qcow2"))
+            disks.append(OpenedDisk(image=image, overlay=overlay))
+        yield disks
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -96,27 +90,28 @@ def estimate_copy(opened: list[OpenedDisk], used_in_filesystems: int | None) -> 
     return {"allocated_bytes": allocated, "estimated_bytes": estimate}
 
 
-def run_inspect(spec: SourceSpec, *, inspect_os: bool = True) -> Result:
+def run_inspect(spec: SourceSpec, inspect_options: InspectOptions | None = None, *,
+                inspect_os: bool = True) -> Result:
     """inspect_guest: source metadata, then (optionally) OS inspection and preflight."""
     clock = PhaseClock()
-    with clock.phase("open"):
-        source = load_source(spec)
-    result = Result(changed=False, source=source, phases=clock.phases)
-    if not inspect_os:
-        return result
-    with open_disks(source, spec.work_dir) as opened:
-        drives = [DriveSpec(path=d.overlay.path, format="qcow2", readonly=True) for d in opened]
-        appliance = Appliance(drives)
-        if appliance.decision.warning:
-            result.warnings.append(appliance.decision.warning)
-        with clock.phase("inspect"), appliance as g:
-            options = InspectOptions(root=spec.root or "single", luks_keys=list(spec.luks_keys))
-            inspection = inspect_guest_os(g, options)
-        used = None
-        if inspection.guest is not None:
-            used = sum((fs.size_bytes or 0) - (fs.free_bytes or 0)
-                       for fs in inspection.guest.filesystems if fs.size_bytes is not None)
-        result.estimate = estimate_copy(opened, used)
+    with contextlib.ExitStack() as stack:
+        with clock.phase("open"):
+            opened_source = stack.enter_context(open_source(spec))
+        result = Result(changed=False, source=opened_source.source, phases=clock.phases)
+        if not inspect_os:
+            return result
+        with open_disks(opened_source, spec.work_dir) as disks:
+            drives = [DriveSpec(path=d.overlay.path, format="qcow2", readonly=True) for d in disks]
+            appliance = Appliance(drives)
+            if appliance.decision.warning:
+                result.warnings.append(appliance.decision.warning)
+            with clock.phase("inspect"), appliance as g:
+                inspection = inspect_guest_os(g, inspect_options or InspectOptions())
+            used = None
+            if inspection.guest is not None:
+                used = sum((fs.size_bytes or 0) - (fs.free_bytes or 0)
+                           for fs in inspection.guest.filesystems if fs.size_bytes is not None)
+            result.estimate = estimate_copy(disks, used)
     result.guest = inspection.guest
     result.findings = inspection.findings
     return result

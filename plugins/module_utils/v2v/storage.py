@@ -33,10 +33,9 @@ import re
 import struct
 import subprocess
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import (
@@ -100,33 +99,6 @@ class ImageInfo:
 def is_network_uri(path: str) -> bool:
     """Whether a disk path is a URI (read over a network) rather than a local file."""
     return "://" in path
-
-
-class DiskServer(Protocol):
-    """Serves one source disk over NBD for the length of a run.
-
-    For disks qemu cannot open itself (a file on an ESXi host read over
-    SSH), the input that produced the disk registers a server under the
-    disk's URI with :func:`register_disk_server`; the pipeline enters
-    :meth:`serve` when it opens the disks and leaves it when the run ends,
-    whatever happens. Credentials stay in memory, in the server object.
-    """
-
-    def serve(self) -> AbstractContextManager[str]:
-        """A context whose value is the NBD URI the disk can be read from while it lasts."""
-
-
-_DISK_SERVERS: dict[str, DiskServer] = {}
-
-
-def register_disk_server(uri: str, server: DiskServer) -> None:
-    """Make disks whose path is ``uri`` readable through ``server`` (see :class:`DiskServer`)."""
-    _DISK_SERVERS[uri] = server
-
-
-def disk_server(uri: str) -> DiskServer | None:
-    """The server registered for a disk URI, if any."""
-    return _DISK_SERVERS.get(uri)
 
 
 def nbd_block_driver(uri: str) -> dict[str, Any]:

@@ -39,7 +39,7 @@ class VmdkInfo:
     @property
     def is_delta(self) -> bool:
         """True for a snapshot delta: the disk has a parent it writes over."""
-        return bool(self.parent_cid) and self.parent_cid.lower() != _NO_PARENT
+        return bool(self.parent_cid and self.parent_cid.lower() != _NO_PARENT)
 
 
 def parse_descriptor(text: str) -> VmdkInfo:
@@ -92,7 +92,7 @@ def read_vmdk_info(path: str, offset: int = 0) -> VmdkInfo | None:
             return None
         body = head + handle.read(_DESCRIPTOR_MAX - len(head))
         # Descriptor files are often NUL-padded to a sector; anything but NULs after the text is not one.
-        text, _nul, padding = body.partition(b"\0")
+        raw_text, _nul, padding = body.partition(b"\0")
         if padding.strip(b"\0"):
             return None
-        return parse_descriptor(text.decode("utf-8", "replace"))
+        return parse_descriptor(raw_text.decode("utf-8", "replace"))

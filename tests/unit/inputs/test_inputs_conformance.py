@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec, load_source
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.compat import strict_zip
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec, open_source
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs.ova import parse_ovf
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs.vmx import parse_vmx
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import Source
@@ -144,7 +145,7 @@ def test_crlf_vmx_conforms(expected_path: Path, tmp_path: Path) -> None:
     vmx.write_bytes(sample.read_bytes().replace(b"\n", b"\r\n"))
     for disk in parse_vmx(sample.read_text(), vmx_dir=str(tmp_path)).disks:
         Path(disk.path).write_bytes(b"")
-    source = load_source(SourceSpec(input="vmx", path=str(vmx)))
+    source = open_source(SourceSpec(input="vmx", path=str(vmx))).source
     assert_conforms(source, parse_expected(expected_path.read_text()))
     assert source.to_dict() == parse_vmx(sample.read_text(), vmx_dir=str(tmp_path)).to_dict()
 
@@ -156,7 +157,7 @@ def test_loaded_vmx_conforms(expected_path: Path, tmp_path: Path) -> None:
     shutil.copy(sample, vmx)
     for disk in parse_vmx(sample.read_text(), vmx_dir=str(tmp_path)).disks:
         Path(disk.path).write_bytes(b"")
-    source = load_source(SourceSpec(input="vmx", path=str(vmx)))
+    source = open_source(SourceSpec(input="vmx", path=str(vmx))).source
     assert_conforms(source, parse_expected(expected_path.read_text()))
     assert all(Path(d.path).parent == tmp_path for d in source.disks)
 
@@ -167,12 +168,12 @@ def test_loaded_ova_conforms_and_reads_disks_in_place(expected_path: Path, build
     _source, refs = parse_ovf(sample.read_bytes())
     expected = parse_expected(expected_path.read_text())
     sizes = [size or 10240 * (10 ** i) for i, (_bus, size) in enumerate(expected.disks)]
-    contents = {ref.href: bytes([65 + i]) * size for i, (ref, size) in enumerate(zip(refs, sizes, strict=True))}
+    contents = {ref.href: bytes([65 + i]) * size for i, (ref, size) in enumerate(strict_zip(refs, sizes))}
     ova = build_ova({"test.ovf": sample.read_bytes(), **contents})
-    source = load_source(SourceSpec(input="ova", path=str(ova)))
+    source = open_source(SourceSpec(input="ova", path=str(ova))).source
     assert_conforms(source, expected)
     with open(ova, "rb") as handle:
-        for disk, ref, size in zip(source.disks, refs, sizes, strict=True):
+        for disk, ref, size in strict_zip(source.disks, refs, sizes):
             assert (disk.path, disk.length, disk.format) == (str(ova), size, "vmdk")
             handle.seek(disk.offset)
             assert handle.read(disk.length) == contents[ref.href]

@@ -9,12 +9,10 @@ import pytest
 
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v import storage
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import NotSupportedError, SourceError
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs.libvirt import _remote_disk_uri, is_remote_uri
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs.vmx_ssh import (
-    SshCredentials,
-    fingerprint,
-    parse_ssh_url,
-)
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs.libvirt import _remote_disk_uri
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs.vmx_ssh import parse_ssh_url
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.libvirt.client import is_remote_uri
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.transport.ssh import SshCredentials, fingerprint
 
 # ssh-keygen -t ed25519; 'ssh-keygen -lf' printed the fingerprint below.
 PUBLIC_KEY = "AAAAC3NzaC1lZDI1NTE5AAAAIAIwdj7QXbGdBHTqzx7t1uklIXsJTH0zomqbQTL9EBAF"

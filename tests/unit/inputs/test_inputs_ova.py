@@ -16,7 +16,7 @@ from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import (
     SourceError,
     UnsafeImageError,
 )
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec, load_source
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec, open_source
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs.manifest import (
     parse_manifest,
     verify_manifest,
@@ -219,7 +219,7 @@ def test_compressed_ova_is_extracted_under_the_work_dir(build_ova, tmp_path: Pat
     ova = build_ova({"vm.ovf": ovf("d1.vmdk", "d2.vmdk"), "d1.vmdk": DISK1, "d2.vmdk": DISK2},
                     name=f"vm.ova.{compression}", compression=compression)
     work = tmp_path / "work"
-    source = load_source(SourceSpec(input="ova", path=str(ova), work_dir=str(work)))
+    source = open_source(SourceSpec(input="ova", path=str(ova), work_dir=str(work))).source
     assert [Path(d.path).read_bytes() for d in source.disks] == [DISK1, DISK2]
     assert all(Path(d.path).is_relative_to(work) and d.offset is None for d in source.disks)
     assert [d.bus for d in source.disks] == ["scsi", "ide"]

@@ -7,7 +7,7 @@ Nothing but the images is known, so the guest gets virt-v2v's defaults for
 ``-i disk`` (2 GiB of memory, one vCPU, BIOS unless inspection finds an EFI
 system partition, one NIC on the network ``default``). The NIC's MAC is
 not known here: conversion takes it from the guest's own configuration, or
-makes a stable one up (see ``guestnet.fill_missing_macs``). Each image is
+makes a stable one up (see ``convert.base.fill_missing_macs``). Each image is
 probed safely (see storage.py).
 """
 
@@ -17,7 +17,7 @@ import os
 
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v import storage
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import SourceError
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import Input, SourceSpec
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import Firmware, Source, SourceDisk, SourceNIC
 
 DEFAULT_MEMORY_MB = 2048
@@ -44,3 +44,10 @@ def load(spec: SourceSpec) -> Source:
     return Source(name=guest_name_from_path(paths[0]), hypervisor="unknown", input="disk",
                   memory_mb=DEFAULT_MEMORY_MB, vcpus=1, disks=disks, firmware=Firmware(type="unknown"),
                   nics=[SourceNIC(network="default")])
+
+
+class DiskInput(Input):
+    """``input: disk``."""
+
+    def load(self, spec: SourceSpec) -> Source:
+        return load(spec)

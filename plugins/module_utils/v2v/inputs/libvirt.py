@@ -15,9 +15,9 @@ Like virt-v2v's ``-i libvirt``:
   NBD);
 - on a remote ``+ssh`` URI (``qemu+ssh://``, ``xen+ssh://``) with
   ``password`` or ``private_key`` given, the disk files are read over SSH
-  like an ESXi datastore (:mod:`.vmx_ssh`): the host key is verified against
-  ``ssh_host_key``/``known_hosts``, each disk must be a regular file, and
-  ``nbdkit -r ssh`` serves it while the disks are open. libvirt's own
+  like an ESXi datastore (transport/ssh.py): the host key is verified against
+  ``host_key_fingerprint``/``known_hosts``, each disk must be a regular file,
+  and ``nbdkit -r ssh`` serves it while the source is open. libvirt's own
   connection uses the system's ssh client and its configuration;
 - otherwise disks of a domain on a remote URI cannot be read yet: the
   metadata loads (so ``inspect_guest`` with ``inspect_os: false`` works), and
@@ -27,8 +27,6 @@ Like virt-v2v's ``-i libvirt``:
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -41,77 +39,39 @@ from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import (
     SourceError,
     V2VError,
 )
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import (
+    DiskServer,
+    Input,
+    OpenedSource,
+    SourceSpec,
+)
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs.libvirtxml import parse_domain_xml
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs.vmx_ssh import (
-    SshCredentials,
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs.vmx_ssh import source_ssh_target
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.libvirt.client import (
+    Connection,
+    connection,
+    error_code,
+    error_text,
+    is_remote_uri,
+    libvirt,
+)
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.libvirt.volumes import volume_format
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import Source
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.transport.ssh import (
     SshDiskServer,
     SshLocation,
     SshSession,
 )
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import Source
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.xmlsupport import etree, safe_parser
-
-try:
-    import libvirt
-except ImportError:  # reported when the input is used
-    libvirt = None
 
 
-def _quiet(_ctx: object, _err: object) -> None:
-    """libvirt prints every error on stderr by default; ours go into exceptions instead."""
-
-
-def _error_text(exc: Exception) -> str:
-    getter = getattr(exc, "get_error_message", None)
-    text = getter() if callable(getter) else None
-    return str(text or exc).strip()
-
-
-def _error_code(exc: Exception) -> int | None:
-    getter = getattr(exc, "get_error_code", None)
-    return getter() if callable(getter) else None
-
-
-def is_remote_uri(uri: str) -> bool:
-    """Whether the hypervisor behind ``uri`` is on another host (its files are not ours to read)."""
-    return bool(urlsplit(uri).hostname)
-
-
-@contextlib.contextmanager
-def open_read_only(uri: str) -> Iterator[Any]:
-    """A read-only libvirt connection, closed afterwards."""
-    if libvirt is None:
-        raise LibvirtError("the libvirt Python bindings are not installed",
-                           hint="Install python3-libvirt (Debian/Ubuntu, Fedora/RHEL) or libvirt-python from PyPI")
-    libvirt.registerErrorHandler(_quiet, None)
-    try:
-        conn = libvirt.openReadOnly(uri)
-    except libvirt.libvirtError as exc:
-        raise LibvirtError(f"cannot connect to libvirt at {uri}: {_error_text(exc)}", subject=uri,
-                           hint="Check that the libvirt daemon runs there, that the URI is right and that "
-                                "this user may use it") from exc
-    try:
-        yield conn
-    finally:
-        with contextlib.suppress(Exception):
-            conn.close()
-
-
-def _volume_format(xml: str) -> str | None:
-    root = etree.fromstring(xml.encode("utf-8"), safe_parser())
-    node = root.find("target/format")
-    fmt = node.get("type") if node is not None else None
-    return fmt if fmt in storage.SUPPORTED_FORMATS else None
-
-
-def _resolver(conn: Any, uri: str) -> Any:
+def _resolver(conn: Connection, uri: str) -> Any:
     def resolve_volume(pool: str, volume: str, /) -> tuple[str, str | None]:
         try:
             vol = conn.storagePoolLookupByName(pool).storageVolLookupByName(volume)
-            return vol.path(), _volume_format(vol.XMLDesc(0))
+            fmt = volume_format(vol)
+            return vol.path(), fmt if fmt in storage.SUPPORTED_FORMATS else None
         except libvirt.libvirtError as exc:
-            raise SourceError(f"cannot resolve the storage volume {pool}/{volume}: {_error_text(exc)}",
+            raise SourceError(f"cannot resolve the storage volume {pool}/{volume}: {error_text(exc)}",
                               subject=uri, hint="Check that the pool is active and holds that volume") from exc
     return resolve_volume
 
@@ -121,7 +81,7 @@ _RUNNING_STATES = {"running": 1, "blocked": 2, "paused": 3, "shutting down": 4, 
 
 @dataclass
 class RemoteDiskRefusal:
-    """The :class:`storage.DiskServer` of a disk on a remote libvirt host: reading it is not supported yet."""
+    """The :class:`..inputs.DiskServer` of a disk on a remote libvirt host: reading it is not supported yet."""
 
     uri: str
     path: str
@@ -141,25 +101,25 @@ def _remote_disk_uri(uri: str, path: str) -> str:
     return f"{parts.scheme}://{user}{host}{port}{quote(path)}"
 
 
-def load(spec: SourceSpec) -> Source:
-    """``load(spec)`` for input ``libvirt``: ``spec.uri`` and ``spec.domain``."""
+def load_domain(spec: SourceSpec) -> Source:
+    """The domain ``spec.domain`` on ``spec.uri`` as its host sees it (disk paths on that host)."""
     if not spec.uri or not spec.domain:
         raise SourceError("input 'libvirt' needs source.uri and source.domain",
                           hint="For example uri: qemu:///system, domain: <name as 'virsh list --all' shows it>")
     uri, name = spec.uri, spec.domain
-    with open_read_only(uri) as conn:
+    with connection(uri, read_only=True) as conn:
         try:
             dom = conn.lookupByName(name)
         except libvirt.libvirtError as exc:
-            if _error_code(exc) == libvirt.VIR_ERR_NO_DOMAIN:
+            if error_code(exc) == libvirt.VIR_ERR_NO_DOMAIN:
                 raise SourceError(f"there is no domain {name!r} on {uri}", subject=uri,
                                   hint=f"'virsh -c {uri} list --all' lists the domain names") from exc
-            raise LibvirtError(f"cannot look up domain {name!r}: {_error_text(exc)}", subject=uri) from exc
+            raise LibvirtError(f"cannot look up domain {name!r}: {error_text(exc)}", subject=uri) from exc
         try:
             state = dom.state()[0]
             xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
         except libvirt.libvirtError as exc:
-            raise LibvirtError(f"cannot read domain {name!r}: {_error_text(exc)}", subject=uri) from exc
+            raise LibvirtError(f"cannot read domain {name!r}: {error_text(exc)}", subject=uri) from exc
         running = {code: label for label, code in _RUNNING_STATES.items()}
         if state in running:
             raise SourceError(
@@ -172,29 +132,27 @@ def load(spec: SourceSpec) -> Source:
                 exc.subject = f"{uri} {name}"
             raise
     source.input = "libvirt"
-    if is_remote_uri(uri):
-        attach_remote_disks(source, uri, spec)
     return source
 
 
-def attach_remote_disks(source: Source, uri: str, spec: SourceSpec) -> None:
-    """Make the disks of a domain on a remote host readable over SSH, or refuse them when opened."""
-    remote = [disk for disk in source.disks if "://" not in disk.path]
+def attach_remote_disks(source: Source, uri: str, spec: SourceSpec) -> OpenedSource:
+    """The opened source of a domain on a remote host: its disks read over SSH, or refused when opened."""
+    servers: dict[int, DiskServer] = {}
+    remote = [(index, disk) for index, disk in enumerate(source.disks) if "://" not in disk.path]
     if not remote:
-        return
+        return OpenedSource(source)
     parts = urlsplit(uri)
     if not parts.scheme.endswith("+ssh") or not (spec.password or spec.private_key):
-        for disk in remote:
+        for index, disk in remote:
             disk.path = _remote_disk_uri(uri, disk.path)
-            storage.register_disk_server(disk.path, RemoteDiskRefusal(uri=uri, path=disk.path))
-        return
+            servers[index] = RemoteDiskRefusal(uri=uri, path=disk.path)
+        return OpenedSource(source, servers=servers)
     host = SshLocation(user=unquote(parts.username or "root"), host=str(parts.hostname), port=parts.port or 22,
                        path="/")
-    credentials = SshCredentials(ssh_host_key=spec.ssh_host_key, known_hosts=spec.known_hosts,
-                                 password=spec.password, private_key=spec.private_key)
-    with SshSession(host, credentials) as session:
+    target = source_ssh_target(spec, host)
+    with SshSession(target) as session:
         known_hosts_line = session.known_hosts_line()
-        for disk in remote:
+        for index, disk in remote:
             location = host.with_path(disk.path)
             if session.size(disk.path) is None:
                 raise SourceError(f"disk {disk.path!r} of domain {source.name!r} does not exist on {host.host}",
@@ -207,5 +165,16 @@ def attach_remote_disks(source: Source, uri: str, spec: SourceSpec) -> None:
             disk.path = location.url
             disk.format = disk.format or "raw"
             disk.size_bytes = disk.size_bytes or size
-            storage.register_disk_server(disk.path, SshDiskServer(location=location, credentials=credentials,
-                                                                  known_hosts_line=known_hosts_line))
+            servers[index] = SshDiskServer(location=location, credentials=target.credentials,
+                                           known_hosts_line=known_hosts_line)
+    return OpenedSource(source, servers=servers)
+
+
+class LibvirtInput(Input):
+    """``input: libvirt``: ``source.uri`` and ``source.domain``."""
+
+    def open(self, spec: SourceSpec) -> OpenedSource:
+        source = load_domain(spec)
+        if is_remote_uri(spec.uri or ""):
+            return attach_remote_disks(source, spec.uri or "", spec)
+        return OpenedSource(source)

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import NotSupportedError, SourceError, V2VError
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import Input, SourceSpec
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import (
     Firmware,
     Removable,
@@ -250,7 +250,7 @@ def _format(disk: Any) -> str | None:
 
 def _disks(domain: Any, resolve_volume: VolumeResolver | None) -> list[SourceDisk]:
     scsi_models = _scsi_models(domain)
-    disks = []
+    disks: list[SourceDisk] = []
     for node in domain.findall("devices/disk"):
         if (node.get("device") or "disk") not in ("disk", "lun"):
             continue
@@ -357,3 +357,10 @@ def load(spec: SourceSpec) -> Source:
         raise SourceError(f"disk {missing[0]!r} of domain {source.name!r} does not exist on this host",
                           subject=path, hint="Copy the disks to the paths in the XML, or edit the XML")
     return source
+
+
+class LibvirtXmlInput(Input):
+    """``input: libvirtxml``."""
+
+    def load(self, spec: SourceSpec) -> Source:
+        return load(spec)

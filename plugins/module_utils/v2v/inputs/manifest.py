@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import IO, Protocol
 
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import SourceError, UnsafeImageError
 
@@ -27,7 +27,7 @@ _CHUNK = 1024 * 1024
 class Opener(Protocol):
     """Opens a file the manifest names (relative name) for reading; None if there is no such file."""
 
-    def __call__(self, name: str, /) -> BinaryIO | None: ...
+    def __call__(self, name: str, /) -> IO[bytes] | None: ...
 
 
 @dataclass
@@ -67,7 +67,7 @@ def check_relative_name(name: str, *, what: str) -> str:
     return name
 
 
-def file_digest(handle: BinaryIO, algorithm: str) -> str:
+def file_digest(handle: IO[bytes], algorithm: str) -> str:
     hasher = hashlib.new(algorithm)
     while True:
         chunk = handle.read(_CHUNK)

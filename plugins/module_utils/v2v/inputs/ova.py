@@ -45,15 +45,16 @@ import shutil
 import stat
 import tarfile
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import IO, Any
 
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.compat import strict_zip
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import (
     NotSupportedError,
     SourceError,
     UnsafeImageError,
     V2VError,
 )
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import Input, OpenedSource, SourceSpec
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs.manifest import (
     check_relative_name,
     verify_manifest,
@@ -496,7 +497,7 @@ class _Package:
         """The candidate OVF descriptors."""
         return sorted(n for n in self.names() if n.lower().endswith(".ovf"))
 
-    def open(self, name: str, href: str | None = None) -> BinaryIO | None:
+    def open(self, name: str, href: str | None = None) -> IO[bytes] | None:
         raise NotImplementedError
 
     def locate(self, name: str, href: str) -> tuple[str, int | None, int | None]:
@@ -545,7 +546,7 @@ class _TarPackage(_Package):
             raise SourceError(f"{shown!r} in the OVA is not a regular file", subject=self.label)
         return member
 
-    def open(self, name: str, href: str | None = None) -> BinaryIO | None:
+    def open(self, name: str, href: str | None = None) -> IO[bytes] | None:
         member = self._member(name, href)
         if member is None:
             return None
@@ -596,7 +597,7 @@ class _DirPackage(_Package):
             raise SourceError(f"{shown!r} is not a regular file", subject=self.label)
         return real
 
-    def open(self, name: str, href: str | None = None) -> BinaryIO | None:
+    def open(self, name: str, href: str | None = None) -> IO[bytes] | None:
         path = self._path(name, href)
         return open(path, "rb") if path else None
 
@@ -640,7 +641,7 @@ def _verify_manifests(package: _Package, ovf_dir: str) -> None:
             continue
         text = _read_all(package, name).decode("utf-8", "replace")
 
-        def opener(fname: str) -> BinaryIO | None:
+        def opener(fname: str) -> IO[bytes] | None:
             return package.open(posixpath.join(ovf_dir, fname), fname)
 
         try:
@@ -692,7 +693,7 @@ def _drop_if_foreign(folder: str) -> None:
                           subject=folder, hint="Remove it, or set another work_dir") from None
 
 
-def _copy(src: BinaryIO, dest_path: str) -> None:
+def _copy(src: IO[bytes] | gzip.GzipFile, dest_path: str) -> None:
     with open(dest_path, "wb") as dest:
         shutil.copyfileobj(src, dest, _COPY_CHUNK)
 
@@ -754,7 +755,7 @@ def load_package(package: _Package, spec: SourceSpec, *, verify: bool = True) ->
         raise
     if verify:
         _verify_manifests(package, ovf_dir)
-    for disk, ref in zip(source.disks, refs, strict=True):
+    for disk, ref in strict_zip(source.disks, refs):
         if ref.chunked:
             raise NotSupportedError(f"disk {ref.href!r} is split into chunks (ovf:chunkSize); not supported yet",
                                     subject=package.label)
@@ -857,3 +858,13 @@ def load(spec: SourceSpec) -> Source:
         raise NotSupportedError("zip-packed OVAs are not supported yet", subject=path,
                                 hint="Unzip it and give the directory holding the .ovf")
     raise SourceError("not an OVA: neither a tar archive nor a compressed one", subject=path)
+
+
+class OvaInput(Input):
+    """``input: ova``. A delta disk's parents were matched against the OVF: the chain may be followed."""
+
+    def load(self, spec: SourceSpec) -> Source:
+        return load(spec)
+
+    def open(self, spec: SourceSpec) -> OpenedSource:
+        return OpenedSource(load(spec), parents_in_dir=True)

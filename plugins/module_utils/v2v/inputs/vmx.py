@@ -40,7 +40,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import NotSupportedError, SourceError
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import SourceSpec
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs import Input, OpenedSource, SourceSpec
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import (
     Firmware,
     Removable,
@@ -391,6 +391,27 @@ def load(spec: SourceSpec) -> Source:
     """``load(spec)`` for input ``vmx``: a local .vmx path."""
     path = spec.single_path()
     if "://" in path:
-        raise NotSupportedError(f"VMX {path!r}: only local paths are read by this input",
-                                hint="Use an ssh:// path through load_source(), or a local/NFS path")
+        raise NotSupportedError(f"VMX {path!r}: only local paths are read by this function",
+                                hint="open_source() reads ssh:// paths (inputs/vmx_ssh.py); or use a local/NFS path")
     return load_vmx_file(path)
+
+
+def is_ssh(spec: SourceSpec) -> bool:
+    """Whether the .vmx is in an ESXi datastore read over SSH (``ssh://`` in uri or path)."""
+    target = spec.uri or (spec.paths[0] if len(spec.paths) == 1 else "")
+    return target.startswith("ssh://")
+
+
+class VmxInput(Input):
+    """``input: vmx``: a local (or NFS) .vmx, or one in an ESXi datastore over SSH (inputs/vmx_ssh.py)."""
+
+    def load(self, spec: SourceSpec) -> Source:
+        return load(spec)
+
+    def open(self, spec: SourceSpec) -> OpenedSource:
+        if is_ssh(spec):
+            # Imported here: vmx_ssh builds on this module's parser.
+            from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inputs.vmx_ssh import open_ssh_vmx
+
+            return open_ssh_vmx(spec)
+        return OpenedSource(load(spec))

@@ -33,42 +33,53 @@ failed volume creation leaves behind in a ``disk`` pool).
 from __future__ import annotations
 
 import contextlib
-import errno
+import hashlib
+import json
 import os
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.domain_xml import METADATA_NS, METADATA_PREFIX
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import LibvirtError, OutputError
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.libvirt_domain import (
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.libvirt.client import (
     DEFAULT_URI,
     Connection,
-    DomainRequest,
-    DomainResult,
-    Element,
+    Pool,
     Volume,
     connection,
-    delete_volume,
-    domain_info,
-    ensure_domain,
-    error_code,
     error_text,
-    etree,
-    inactive_xml,
     is_local_uri,
     is_test_driver,
     libvirt,
+)
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.libvirt.domain import (
+    DomainRequest,
+    DomainResult,
+    domain_info,
+    ensure_domain,
+    inactive_xml,
     lookup,
-    parse_xml,
+)
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.libvirt.volumes import (
+    FILE_POOL_TYPES,
+    create_volume,
+    delete_volume,
+    next_partition_name,
+    pool_root,
+    pool_type,
+    upload_file,
+    volume_format,
+    volume_names,
     volumes_in_use,
 )
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.libvirt.xmlcompare import Element, parse_xml
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import Serializable, TargetDisk
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.outputs.base import Output, OutputJob
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.target import DomainOptions, TargetHardware
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.xmlsupport import etree
 
-FILE_POOL_TYPES = ("dir", "fs", "netfs")
 FORMATS = ("raw", "qcow2")
-CHUNK = 256 * 1024 - 24  # libvirt's largest stream packet payload (virStorageVol.streamBufSize)
 _NS = f"{{{METADATA_NS}}}"
 
 Progress = Callable[[float], None]
@@ -141,7 +152,7 @@ class LibvirtOutputPlan(Serializable):
 
 # --- pools ---------------------------------------------------------------------------------------
 
-def _pool(conn: Connection, name: str) -> Any:
+def _pool(conn: Connection, name: str) -> Pool:
     try:
         pool = conn.storagePoolLookupByName(name)
     except libvirt.libvirtError as exc:
@@ -152,14 +163,6 @@ def _pool(conn: Connection, name: str) -> Any:
         raise OutputError(f"the storage pool {name!r} is not active", subject=name,
                           hint=f"Start it first: virsh pool-start {name}")
     return pool
-
-
-def _pool_root(pool: Any) -> Element:
-    return parse_xml(pool.XMLDesc(0), what="the pool XML")
-
-
-def pool_type(pool: Any) -> str:
-    return str(_pool_root(pool).get("type"))
 
 
 def volume_format_for(pool_kind: str, wanted: str) -> str:
@@ -197,85 +200,6 @@ def choose_domain_type(conn: Connection, uri: str) -> str:
 
 # --- uploads -------------------------------------------------------------------------------------
 
-def _extents(fd: int, size: int) -> Iterator[tuple[bool, int, int]]:
-    """(is_data, start, end) of a local file; one data extent when holes cannot be seen."""
-    pos = 0
-    while pos < size:
-        try:
-            data = os.lseek(fd, pos, os.SEEK_DATA)
-        except OSError as exc:
-            if exc.errno != errno.ENXIO:
-                yield True, pos, size
-                return
-            data = size
-        if data > pos:
-            yield False, pos, min(data, size)
-            pos = data
-            continue
-        hole = min(os.lseek(fd, pos, os.SEEK_HOLE), size)
-        yield True, pos, hole
-        pos = hole
-
-
-def _send(stream: Any, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        sent = stream.send(view.tobytes())
-        if sent <= 0:
-            raise OutputError("the libvirt upload stream accepted no data")
-        view = view[sent:]
-
-
-def upload_file(conn: Connection, vol: Volume, path: str, *, progress: Callable[[int], None] | None = None) -> int:
-    """Upload a local file into a volume from its start; return the data bytes sent (holes excluded)."""
-    size = os.path.getsize(path)
-    sparse_flag = getattr(libvirt, "VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM", None)
-    stream = conn.newStream(0)
-    sparse = sparse_flag is not None
-    try:
-        vol.upload(stream, 0, size, sparse_flag if sparse else 0)
-    except libvirt.libvirtError as exc:
-        if not sparse or error_code(exc) not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG):
-            raise
-        stream = conn.newStream(0)
-        sparse = False
-        vol.upload(stream, 0, size, 0)
-    sent = 0
-    done = 0
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        for is_data, start, end in _extents(fd, size):
-            if not is_data and sparse:
-                stream.sendHole(end - start, 0)
-            elif not is_data:
-                zeros = bytes(CHUNK)
-                for offset in range(start, end, CHUNK):
-                    _send(stream, zeros[:min(CHUNK, end - offset)])
-            else:
-                os.lseek(fd, start, os.SEEK_SET)
-                pos = start
-                while pos < end:
-                    chunk = os.read(fd, min(CHUNK, end - pos))
-                    if not chunk:
-                        raise OutputError(f"{path} ended early, at byte {pos} of {size}", subject=path)
-                    _send(stream, chunk)
-                    pos += len(chunk)
-                    sent += len(chunk)
-                    if progress is not None:
-                        progress(done + pos - start)
-            done += end - start
-            if progress is not None:
-                progress(done)
-        stream.finish()
-    except BaseException:
-        with contextlib.suppress(Exception):
-            stream.abort()
-        raise
-    finally:
-        os.close(fd)
-    return sent
-
-
 def _qcow2_virtual_size(path: str) -> int | None:
     """The virtual size in a qcow2 header (bytes 24..32, big-endian), or None for other files."""
     with open(path, "rb") as handle:
@@ -283,57 +207,6 @@ def _qcow2_virtual_size(path: str) -> int | None:
     if len(head) < 32 or head[:4] != b"QFI\xfb":
         return None
     return int.from_bytes(head[24:32], "big")
-
-
-def _next_partition_name(pool: Any, root: Element) -> str:
-    """The name libvirt gives the next partition of a ``disk`` pool (it refuses any other)."""
-    device = root.find("source/device")
-    base = os.path.basename(device.get("path")) if device is not None else ""
-    sep = "p" if base[-1:].isdigit() else ""
-    used = set()
-    for vol in pool.listAllVolumes(0):
-        found = re.fullmatch(re.escape(base + sep) + r"(\d+)", vol.name())
-        if found:
-            used.add(int(found.group(1)))
-    number = 1
-    while number in used:
-        number += 1
-    return f"{base}{sep}{number}"
-
-
-def _volume_xml(name: str, capacity: int, fmt: str | None) -> str:
-    vol = etree.Element("volume")
-    etree.SubElement(vol, "name").text = name
-    etree.SubElement(vol, "capacity", unit="bytes").text = str(capacity)
-    etree.SubElement(vol, "allocation", unit="bytes").text = "0"
-    if fmt:
-        target = etree.SubElement(vol, "target")
-        etree.SubElement(target, "format", type=fmt)
-    return etree.tostring(vol, encoding="unicode")
-
-
-def _volume_names(pool: Any) -> set[str]:
-    with contextlib.suppress(libvirt.libvirtError):
-        pool.refresh(0)
-    return {v.name() for v in pool.listAllVolumes(0)}
-
-
-def _create_volume(conn: Connection, pool: Any, kind: str, name: str, capacity: int, *, uri: str) -> Volume:
-    """Create one empty volume; a failure leaves no partition behind."""
-    before = _volume_names(pool) if kind == "disk" else set()
-    # File pools get a raw file of the exact upload size: the upload overwrites all of
-    # it, and a refresh then reads the real format (libvirt never truncates a volume).
-    fmt = "raw" if kind in FILE_POOL_TYPES else None
-    try:
-        return pool.createXML(_volume_xml(name, capacity, fmt), 0)
-    except libvirt.libvirtError as exc:
-        if kind == "disk":
-            for leaked in _volume_names(pool) - before:
-                with contextlib.suppress(Exception):
-                    delete_volume(conn, pool.storageVolLookupByName(leaked), uri=uri)
-        raise OutputError(f"cannot create the volume {name} ({capacity} bytes) in the storage pool "
-                          f"{pool.name()}: {error_text(exc)}", subject=pool.name(),
-                          hint="Check the pool's free space (virsh pool-info)") from exc
 
 
 def _pick_name(taken: set[str], base: str, ext: str, suffix: str | None) -> str:
@@ -359,7 +232,7 @@ def upload_to_pool(conn: Connection, pool_name: str, disks: list[TargetDisk], ba
     if len(base_names) != len(disks):
         raise OutputError(f"{len(disks)} disks but {len(base_names)} volume names")
     pool = _pool(conn, pool_name)
-    root = _pool_root(pool)
+    root = pool_root(pool)
     kind = str(root.get("type"))
     sizes = []
     for disk in disks:
@@ -375,15 +248,15 @@ def upload_to_pool(conn: Connection, pool_name: str, disks: list[TargetDisk], ba
     created: list[Volume] = []
     out: list[PoolVolume] = []
     try:
-        taken = _volume_names(pool)
+        taken = volume_names(pool)
         for index, disk in enumerate(disks):
             if kind == "disk":
-                name = _next_partition_name(pool, root)
+                name = next_partition_name(pool, root)
             else:
                 name = _pick_name(taken, base_names[index], f".{disk.format}" if kind in FILE_POOL_TYPES else "",
                                   suffix)
             taken.add(name)
-            vol = _create_volume(conn, pool, kind, name, sizes[index], uri=uri)
+            vol = create_volume(conn, pool, kind, name, sizes[index], uri=uri)
             created.append(vol)
 
             def report(done: int, offset: int = done_before) -> None:
@@ -409,7 +282,7 @@ def upload_to_pool(conn: Connection, pool_name: str, disks: list[TargetDisk], ba
     return out
 
 
-def check_space(pool: Any, kind: str, disks: list[TargetDisk]) -> None:
+def check_space(pool: Pool, kind: str, disks: list[TargetDisk]) -> None:
     """Fail before the upload when the pool cannot hold the disks."""
     with contextlib.suppress(libvirt.libvirtError):
         pool.refresh(0)
@@ -435,7 +308,7 @@ def volume_domain_xml(domain_xml: str, volumes: list[PoolVolume], *, pool: str, 
     disks = [d for d in root.findall("devices/disk") if d.get("device", "disk") == "disk"]
     if len(disks) != len(volumes):
         raise OutputError(f"the domain XML has {len(disks)} disks but {len(volumes)} volumes were uploaded")
-    for disk, vol in zip(disks, volumes, strict=True):
+    for disk, vol in zip(disks, volumes):  # lengths checked above
         disk.set("type", "volume")
         source = disk.find("source")
         if source is None:
@@ -493,9 +366,9 @@ def current_output(conn: Connection, name: str, pool: str, fingerprint: str, *, 
             _kind, capacity, _allocation = vol.info()
         except libvirt.libvirtError:
             return None
-        fmt = parse_xml(vol.XMLDesc(0)).find("target/format")
+        fmt = volume_format(vol)
         volumes.append(PoolVolume(pool=pool, name=vol.name(), path=vol.path(),
-                                  format=fmt.get("type") if fmt is not None and fmt.get("type") in FORMATS else "raw",
+                                  format=fmt if fmt in FORMATS else "raw",
                                   capacity=capacity, dev=entry.get("dev")))
     if not volumes:
         return None
@@ -647,3 +520,71 @@ def _delete_previous(conn: Connection, previous: list[tuple[str, str]], volumes:
             continue
         done.append(f"delete volume {pool}/{name} (previous conversion)")
     return done
+
+
+# --- the output ----------------------------------------------------------------------------------
+
+class LibvirtOutput(Output):
+    """``output: libvirt``: see the module docstring. Options: ``output_uri``, ``pool``, ``start``."""
+
+    kind = "libvirt"
+    plan: LibvirtOutputPlan | None = None
+
+    def validate(self) -> None:
+        for key in ("output_uri", "pool"):
+            value = self.option(key)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise OutputError(f"{key} must be a non-empty string", hint=f"Set {key}, or leave it unset")
+
+    @property
+    def libvirt_options(self) -> LibvirtOutputOptions:
+        return LibvirtOutputOptions(uri=self.option("output_uri", DEFAULT_URI), pool=self.option("pool", "default"),
+                                    start=bool(self.option("start", False)), force=self.options.force)
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        # ``start`` is not part of the conversion: asking for a start of a converted guest only starts it.
+        return {"output_uri": self.libvirt_options.uri, "pool": self.libvirt_options.pool}
+
+    def _fingerprint(self, job: OutputJob) -> str:
+        fields = {**self.options.fingerprint_fields(), **self.fingerprint_fields()}
+        return hashlib.sha256(json.dumps([job.fingerprint, fields], sort_keys=True).encode()).hexdigest()
+
+    def current(self, job: OutputJob) -> tuple[dict[str, Any], list[str], bool] | None:
+        options = self.libvirt_options
+        self.plan = plan_libvirt_output(options, job.name, self.target_disks(job), self._fingerprint(job),
+                                        output_format=self.options.output_format)
+        if self.plan.current is None:
+            return None
+        changed = start_current_output(options, self.plan.current, check_mode=job.check_mode)
+        return self.plan.current.to_dict(), [], changed
+
+    def disk_dir(self, job: OutputJob) -> str:
+        # Converted disks wait in the run's work directory until they are uploaded into the pool.
+        return os.path.join(job.work_dir, f"kvmigrate-{job.name}")
+
+    def disk_format(self) -> str:
+        return self.plan.disk_format if self.plan is not None else str(self.options.output_format)
+
+    def domain_options(self, job: OutputJob) -> DomainOptions:
+        options = super().domain_options(job)
+        if self.plan is not None:
+            options.domain_type = self.plan.domain_type
+        # The guest's console history, where libvirt keeps its own logs.
+        options.serial_log = f"/var/log/libvirt/qemu/{job.name}-serial.log"
+        return options
+
+    def prepare(self, job: OutputJob, hardware: TargetHardware, domain_xml: str) -> list[str]:
+        self.domain_xml = domain_xml
+        return list(self.plan.steps) if self.plan is not None else []
+
+    def write(self, job: OutputJob, disks: list[TargetDisk]) -> dict[str, Any]:
+        local = [TargetDisk(path=d.path + ".part", format=d.format, bus=d.bus, size_bytes=d.size_bytes,
+                            bytes_written=d.bytes_written) for d in disks]
+        try:
+            written = write_libvirt_output(self.libvirt_options, job.name, local, self.domain_xml,
+                                           self._fingerprint(job))
+        finally:
+            for disk in local:
+                if os.path.exists(disk.path):
+                    os.unlink(disk.path)
+        return written.to_dict()

@@ -4,8 +4,8 @@
 """A qemu command line that boots a converted guest, without libvirt.
 
 Pure functions. :func:`build_qemu_command` returns an argv list (never a
-shell string) with the same devices as the libvirt XML from
-:mod:`domain_xml` and the same :class:`DomainOptions`: virtio-blk or
+shell string) that serializes the same :class:`target.TargetHardware` as the
+libvirt XML from :mod:`domain_xml`: virtio-blk or
 virtio-scsi disks with an explicit ``format=``, virtio NICs keeping the
 original MAC on user-mode networking, a serial console on stdio or in a
 file, OVMF in pflash for UEFI guests. :func:`render_shell_script` turns the
@@ -23,22 +23,16 @@ from __future__ import annotations
 
 import shlex
 
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.domain_xml import (
-    GRAPHICS_LISTEN,
-    GUEST_AGENT_CHANNEL,
-    MAX_FLOPPIES,
-    DomainOptions,
-    check_disks,
-    clock_offset,
-    cpu_topology,
-    domain_name,
-    firmware_of,
-    is_q35,
-    video_model,
-    wants_graphics,
-)
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import OutputError
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import GuestInfo, Source, TargetDisk
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.target import (
+    GRAPHICS_LISTEN,
+    GUEST_AGENT_CHANNEL,
+    DomainOptions,
+    TargetHardware,
+    decide_hardware,
+    normalize_mac,
+)
 
 QEMU = "qemu-system-x86_64"
 # Debian's OVMF (package ovmf), 4 MiB flash layout.
@@ -98,78 +92,75 @@ def build_qemu_command(source: Source, disks: list[TargetDisk], options: DomainO
     (Ctrl-A c). ``qga_socket`` adds the guest-agent channel on that unix
     socket. Raises :class:`OutputError` for what qemu would refuse.
     """
-    options.validate()
-    name = domain_name(source, options)
-    check_disks(source, disks)
-    firmware, secure_boot = firmware_of(source, guest)
-    q35 = is_q35(options.machine)
-    if secure_boot and not q35:
-        raise OutputError(f"secure boot needs a q35 machine, not {options.machine!r}", subject=source.name,
+    return qemu_argv(decide_hardware(source, disks, options, guest), accel_args, qemu=qemu, qga_socket=qga_socket)
+
+
+def qemu_argv(hw: TargetHardware, accel_args: list[str], *, qemu: str = QEMU,
+              qga_socket: str | None = None) -> list[str]:
+    """The argv of :func:`build_qemu_command` for already decided hardware."""
+    if hw.secure_boot and not hw.q35:
+        raise OutputError(f"secure boot needs a q35 machine, not {hw.machine!r}", subject=hw.source.name,
                           hint="Use machine: q35")
     accel_machine, accel_rest = _split_accel(accel_args)
 
-    machine = [options.machine]
-    if secure_boot:
+    machine = [hw.machine]
+    if hw.secure_boot:
         machine.append("smm=on")
-    argv = [qemu, "-name", f"guest={qemu_escape(name)}", "-machine", ",".join(machine + accel_machine),
-            *accel_rest, "-m", str(source.memory_mb)]
-    smp = str(source.vcpus)
-    topology = cpu_topology(source)
-    if topology:
-        smp += ",sockets={},cores={},threads={}".format(*topology)
+    argv = [qemu, "-name", f"guest={qemu_escape(hw.name)}", "-machine", ",".join(machine + accel_machine),
+            *accel_rest, "-m", str(hw.memory_mb)]
+    smp = str(hw.vcpus)
+    if hw.topology:
+        smp += ",sockets={},cores={},threads={}".format(*hw.topology)
     argv += ["-smp", smp, "-no-user-config", "-nodefaults"]
-    if options.uuid:
-        argv += ["-uuid", options.uuid]
-    if source.genid:
-        argv += ["-device", f"vmgenid,guid={source.genid}"]
-    argv += ["-rtc", f"base={clock_offset(options, guest)},driftfix=slew"]
+    if hw.uuid:
+        argv += ["-uuid", hw.uuid]
+    if hw.genid:
+        argv += ["-device", f"vmgenid,guid={hw.genid}"]
+    argv += ["-rtc", f"base={hw.clock},driftfix=slew"]
 
-    if firmware == "uefi":
-        code, template = ovmf_files(secure_boot)
-        if not options.uefi_nvram:
-            raise OutputError("a UEFI guest needs its own copy of the OVMF VARS file", subject=source.name,
-                              hint=f"Copy {options.uefi_nvram_template or template} next to the disks "
+    if hw.firmware == "uefi":
+        code, template = ovmf_files(hw.secure_boot)
+        if not hw.uefi_nvram:
+            raise OutputError("a UEFI guest needs its own copy of the OVMF VARS file", subject=hw.source.name,
+                              hint=f"Copy {hw.uefi_nvram_template or template} next to the disks "
                                    "and pass the copy as uefi_nvram")
-        if secure_boot:
+        if hw.secure_boot:
             argv += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
-        argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={qemu_escape(options.uefi_loader or code)}",
-                 "-drive", f"if=pflash,format=raw,unit=1,file={qemu_escape(options.uefi_nvram)}"]
+        argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={qemu_escape(hw.uefi_loader or code)}",
+                 "-drive", f"if=pflash,format=raw,unit=1,file={qemu_escape(hw.uefi_nvram)}"]
 
-    scsi = options.block_driver == "virtio-scsi"
-    if scsi:
+    if hw.scsi:
         argv += ["-device", "virtio-scsi-pci,id=scsi0"]
-    for index, disk in enumerate(disks):
+    for index, disk in enumerate(hw.disks):
         drive = f"file={qemu_escape(disk.path)},format={disk.format},if=none,id=drive{index},discard=unmap"
-        if options.disk_cache:
-            drive += f",cache={options.disk_cache}"
-        device = (f"scsi-hd,bus=scsi0.0,scsi-id={index},lun=0" if scsi else "virtio-blk-pci") \
+        if hw.disk_cache:
+            drive += f",cache={hw.disk_cache}"
+        device = (f"scsi-hd,bus=scsi0.0,scsi-id={index},lun=0" if hw.scsi else "virtio-blk-pci") \
             + f",drive=drive{index},id=disk{index}"
         if index == 0:
             device += ",bootindex=1"
         argv += ["-drive", drive, "-device", device]
 
     cdroms = floppies = 0
-    for removable in source.removables:
-        kind = removable.kind.lower()
+    for kind in hw.removables:
         if kind == "cdrom":
-            bus = f"ide.{cdroms}" if q35 else f"ide.{cdroms // 2},unit={cdroms % 2}"
+            bus = f"ide.{cdroms}" if hw.q35 else f"ide.{cdroms // 2},unit={cdroms % 2}"
             argv += ["-device", f"ide-cd,bus={bus},id=cdrom{cdroms}"]
             cdroms += 1
-        elif kind == "floppy" and floppies < MAX_FLOPPIES:
-            if floppies == 0 and q35:
+        else:
+            if floppies == 0 and hw.q35:
                 argv += ["-device", "isa-fdc,id=fdc0"]
             argv += ["-device", f"floppy,unit={floppies},id=floppy{floppies}"]
             floppies += 1
 
-    nic_device = _NIC_DEVICES.get(options.nic_model, options.nic_model)
-    for index, nic in enumerate(source.nics):
-        device = f"{nic_device},netdev=net{index},id=nic{index}"
-        if nic.mac:
-            device += f",mac={nic.mac.strip().lower().replace('-', ':')}"
+    for index, nic in enumerate(hw.nics):
+        device = f"{_NIC_DEVICES.get(nic.model, nic.model)},netdev=net{index},id=nic{index}"
+        if nic.source.mac:
+            device += f",mac={normalize_mac(nic.source.mac)}"
         argv += ["-netdev", f"user,id=net{index}", "-device", device]
 
-    if options.serial_log:
-        argv += ["-chardev", f"file,id=serial0,path={qemu_escape(options.serial_log)}", "-serial", "chardev:serial0"]
+    if hw.serial_log:
+        argv += ["-chardev", f"file,id=serial0,path={qemu_escape(hw.serial_log)}", "-serial", "chardev:serial0"]
     else:
         argv += ["-serial", "mon:stdio"]
     if qga_socket:
@@ -177,8 +168,8 @@ def build_qemu_command(source: Source, disks: list[TargetDisk], options: DomainO
                  "-chardev", f"socket,id=qga0,path={qemu_escape(qga_socket)},server=on,wait=off",
                  "-device", f"virtserialport,bus=virtio-serial0.0,chardev=qga0,name={GUEST_AGENT_CHANNEL}"]
 
-    if wants_graphics(source, options):
-        model = video_model(options, guest)
+    if hw.graphics:
+        model = hw.video or "virtio"
         argv += ["-device", _VIDEO_DEVICES.get(model, model), "-device", "qemu-xhci,id=usb",
                  "-device", "usb-tablet,bus=usb.0", "-vnc", f"{GRAPHICS_LISTEN}:0,to=99"]
     else:

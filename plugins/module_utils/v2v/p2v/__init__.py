@@ -9,13 +9,14 @@ On the physical machine (``prepare_p2v_host``):
 - ``facts``: hardware facts read from /proc, /sys and /etc;
 - ``physical_xml``: the machine as a libvirt-style ``physical.xml`` whose disks are NBD sources;
 - ``nbd``: read-only NBD exports of the disks, on loopback only;
-- ``tunnel``: the SSH connection to the conversion server (host key verified),
-  one reverse port-forward per disk, and the supervisor that keeps it up;
-- ``session``: the module's engine (start, re-run, tear down, state file).
+- ``tunnel``: over the SSH connection to the conversion server (transport/ssh.py,
+  host key verified), one reverse port-forward per disk, and keepalives;
+- ``session``: the module's engine (start, re-run, tear down, state file, the
+  supervisor that keeps the tunnels up).
 
-On the conversion server (``convert_guest`` with ``input: p2v``):
-
-- ``server``: read the session directory, write ``status`` and the conversion log into it.
+On the conversion server, ``convert_guest`` with ``input: p2v`` reads the
+session directory and writes ``status`` and the conversion log into it:
+that is the input ``inputs/p2v.py``; nothing here is imported by it.
 """
 
 from __future__ import annotations

@@ -48,6 +48,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.compat import strict_zip
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import NotSupportedError, SourceError, V2VError
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.p2v import P2V_VERSION, REMOTE_DIR_PREFIX, nbd, tunnel
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.p2v.cmdline import (
@@ -62,6 +63,7 @@ from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.p2v.physical_xml
     build_physical_xml,
 )
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.storage import detect_format
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.transport import ssh
 
 STATE_VERSION = 1
 STATE_FILE = "session.json"
@@ -193,7 +195,7 @@ def describe_machine(settings: P2VSettings, facts: HardwareFacts, selection: Sel
         cpu_vendor=settings.cpu_vendor or facts.cpu.vendor, cpu_model=settings.cpu_model,
         sockets=facts.cpu.sockets if topology else None, cores=facts.cpu.cores if topology else None,
         threads=facts.cpu.threads if topology else None, features=features,
-        disks=[PhysicalDisk(device=d[0], port=p, size_bytes=d[2]) for d, p in zip(selection.disks, ports, strict=True)],
+        disks=[PhysicalDisk(device=d[0], port=p, size_bytes=d[2]) for d, p in strict_zip(selection.disks, ports)],
         removables=selection.removables, nics=selection.nics, generator=P2V_VERSION)
 
 
@@ -247,7 +249,9 @@ def _start_time(pid: int) -> str | None:
 
 def supervisor_alive(state: dict[str, Any]) -> bool:
     pid = state.get("supervisor_pid")
-    return bool(pid) and state.get("state") == "active" and _start_time(int(pid)) == state.get("supervisor_started")
+    if not pid or state.get("state") != "active":
+        return False
+    return _start_time(int(pid)) == state.get("supervisor_started")
 
 
 # ----------------------------------------------------------------------------- module entry points
@@ -287,7 +291,7 @@ def prepare(options: PrepareOptions, *, check_mode: bool = False) -> dict[str, A
     return _result(state, changed=True)
 
 
-def _ssh_target(settings: P2VSettings, options: PrepareOptions) -> tunnel.SSHTarget:
+def _ssh_target(settings: P2VSettings, options: PrepareOptions) -> ssh.SshTarget:
     private_key = options.private_key
     if private_key is None and settings.identity:
         private_key = read_identity(settings.identity)
@@ -295,12 +299,12 @@ def _ssh_target(settings: P2VSettings, options: PrepareOptions) -> tunnel.SSHTar
     if known_hosts is None and not options.host_key_fingerprint:
         default = os.path.expanduser("~/.ssh/known_hosts")
         known_hosts = default if os.path.exists(default) else None
-    return tunnel.SSHTarget(server=settings.server or "", port=settings.port or 22,
-                            username=settings.username or "root", password=settings.password,
-                            private_key=private_key, private_key_passphrase=options.private_key_passphrase,
-                            host_key_fingerprints=list(options.host_key_fingerprint), known_hosts=known_hosts,
-                            connect_timeout=options.connect_timeout, keepalive_interval=options.keepalive_interval,
-                            keepalive_count_max=options.keepalive_count_max)
+    credentials = ssh.SshCredentials(password=settings.password, private_key=private_key,
+                                     private_key_passphrase=options.private_key_passphrase)
+    return ssh.SshTarget(host=settings.server or "", port=settings.port or 22, user=settings.username or "root",
+                         credentials=credentials, host_key_fingerprint=list(options.host_key_fingerprint),
+                         known_hosts=known_hosts, connect_timeout=options.connect_timeout,
+                         server_name="the conversion server", passphrase_option="private_key_passphrase")
 
 
 def _result(state: dict[str, Any], *, changed: bool) -> dict[str, Any]:
@@ -371,15 +375,15 @@ def _run_hook(which: str, command: str) -> None:
 
 # ----------------------------------------------------------------------------- the supervisor
 
-_ERROR_CLASSES = (tunnel.HostKeyError, tunnel.SSHAuthError, tunnel.SSHConnectError, tunnel.ForwardingError,
+_ERROR_CLASSES = (ssh.SSHError, ssh.HostKeyError, ssh.SSHAuthError, ssh.SSHConnectError, tunnel.ForwardingError,
                   nbd.NBDExportError, SourceError, V2VError)
 _ERRORS = {cls.__name__: cls for cls in _ERROR_CLASSES}
 
 
 def _start_supervisor(options: PrepareOptions, settings: P2VSettings, facts: HardwareFacts, selection: Selection,
-                      target: tunnel.SSHTarget, fingerprint: str, path: str) -> dict[str, Any]:
+                      target: ssh.SshTarget, fingerprint: str, path: str) -> dict[str, Any]:
     """Double-fork the supervisor and wait for its report: the state, or the error that stopped it."""
-    tunnel.require_paramiko()
+    ssh.require_paramiko()
     os.makedirs(options.state_dir, mode=0o700, exist_ok=True)
     read_fd, write_fd = os.pipe()
     first = os.fork()
@@ -451,7 +455,7 @@ def _detach(keep_fd: int, state_dir: str) -> None:
 
 def _remote_dir_name() -> str:
     alphabet = string.ascii_lowercase + string.digits
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d")
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d")
     return f"{REMOTE_DIR_PREFIX}{stamp}-{''.join(secrets.choice(alphabet) for _index in range(8))}"
 
 
@@ -472,7 +476,7 @@ class Supervisor:
     """The detached process that owns the SSH connection and the NBD servers of one session."""
 
     def __init__(self, options: PrepareOptions, settings: P2VSettings, facts: HardwareFacts, selection: Selection,
-                 target: tunnel.SSHTarget, fingerprint: str, path: str, report_fd: int) -> None:
+                 target: ssh.SshTarget, fingerprint: str, path: str, report_fd: int) -> None:
         self.options = options
         self.settings = settings
         self.facts = facts
@@ -544,9 +548,9 @@ class Supervisor:
         threading.Thread(target=connect_and_pump, daemon=True, name=f"p2v-forward-{server[1]}").start()
 
     def _start(self) -> None:
-        where = f"{self.target.server}:{self.target.port}"
-        self.transport, host_key = tunnel.connect(self.target)
-        self.log(f"connected to {where} as {self.target.username}, host key {host_key}")
+        where = self.target.where
+        self.transport, host_key = ssh.connect(self.target)
+        self.log(f"connected to {where} as {self.target.user}, host key {host_key}")
         log_path = os.path.join(self.options.state_dir, "nbd.log")
         for device, fmt, _size in self.selection.disks:
             self.exports.append(nbd.start_export(device, fmt, log_path=log_path, server=self.options.nbd_server,
@@ -566,7 +570,7 @@ class Supervisor:
             "nbd_pids": [e.pid for e in self.exports], "server": where, "name": machine.name,
             "remote_dir": remote_dir, "host_key_fingerprint": host_key, "physical_xml": physical_xml,
             "ports": [{"device": e.device, "nbd_server": e.server, "local_port": e.port, "remote_port": p}
-                      for e, p in zip(self.exports, server_ports, strict=True)],
+                      for e, p in strict_zip(self.exports, server_ports)],
             "facts": self.facts.to_dict(), "settings": self.settings.given(),
             "conversion_settings": conversion_settings(self.settings), "started": time.time(),
         }
@@ -585,7 +589,7 @@ class Supervisor:
             else:
                 raise V2VError("cannot create a session directory under /tmp on the conversion server")
             files = {"physical.xml": physical_xml, "name": name + "\n",
-                     "time": datetime.datetime.now(datetime.UTC).isoformat() + "\n",
+                     "time": datetime.datetime.now(datetime.timezone.utc).isoformat() + "\n",
                      "p2v-version": P2V_VERSION + "\n",
                      "hardware.json": json.dumps(self.facts.to_dict(), indent=1) + "\n",
                      "conversion.json": json.dumps(conversion_settings(self.settings), indent=1) + "\n"}
@@ -605,7 +609,7 @@ class Supervisor:
                     return str(json.loads(handle.read().decode()).get("state"))
             finally:
                 sftp.close()
-        except (OSError, ValueError, EOFError, tunnel.paramiko.SSHException):
+        except (OSError, ValueError, EOFError, ssh.paramiko.SSHException):
             return None
 
     def _serve(self) -> None:
@@ -676,8 +680,9 @@ _SETTING_PARAMS = {"server": "server", "port": "port", "username": "username", "
 
 def options_from_params(params: dict[str, Any]) -> PrepareOptions:
     """PrepareOptions from prepare_p2v_host's parameters."""
-    settings = P2VSettings(**{field_name: params.get(param) for param, field_name in _SETTING_PARAMS.items()
-                              if params.get(param) not in (None, {})})
+    given: dict[str, Any] = {field_name: params.get(param) for param, field_name in _SETTING_PARAMS.items()
+                             if params.get(param) not in (None, {})}
+    settings = P2VSettings(**given)
     return PrepareOptions(
         state=params.get("state") or "present", settings=settings, cmdline=params.get("cmdline"),
         use_kernel_cmdline=bool(params.get("use_kernel_cmdline")), private_key=params.get("private_key"),
@@ -689,12 +694,3 @@ def options_from_params(params: dict[str, Any]) -> PrepareOptions:
         keepalive_interval=float(params.get("keepalive_interval") or 30),
         keepalive_count_max=int(params.get("keepalive_count_max") or 4),
         state_dir=params.get("state_dir") or "/run/kvmigrate-p2v")
-
-
-def run_prepare_module(module: Any) -> None:
-    """prepare_p2v_host's main(): one call into the engine, errors to fail_json."""
-    try:
-        result = prepare(options_from_params(module.params), check_mode=module.check_mode)
-    except V2VError as exc:
-        module.fail_json(**exc.to_dict())
-    module.exit_json(**result)

@@ -18,14 +18,15 @@ import os
 import posixpath
 import re
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v import initramfs
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.convert import devices
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import ConversionError
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inspect import (
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.convert.base import (
+    ConversionReport,
+    Converter,
+    GuestConvertOptions,
+)
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.convert.linux import devices, initramfs
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.convert.linux.distro import (
     HYPERVISOR_PACKAGES_KEPT,
     SUSE_INITRD_VARIABLES,
     SUSE_KERNEL_SYSCONFIG,
@@ -34,6 +35,7 @@ from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.inspect import (
     hypervisor_family,
     xen_driver_files,
 )
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import ConversionError
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import GuestInfo, GuestKernel, Source
 
 # What the initramfs needs on KVM: the PCI transport, both block drivers (the root
@@ -99,7 +101,7 @@ NETWORK_BOOT_OPTION = re.compile(r"(?:^|[\s\"'])(?:ip=|netroot=|rd\.neednet|root
 _REMOVED_BY_PACKAGE = b"\0removed by the package manager"
 
 
-# Hypervisor tools: what their removal reads and runs (detection is in inspect.py).
+# Hypervisor tools: what their removal reads and runs (what they are is in distro.py).
 DPKG_STATUS = "/var/lib/dpkg/status"
 POLICY_RC_D = "/usr/sbin/policy-rc.d"
 TOOL_REPOSITORY_DIRS = ("/etc/yum.repos.d", "/etc/zypp/repos.d")
@@ -206,29 +208,6 @@ def _uncomment_gettys(text: str) -> tuple[str, int]:
     return _GETTY_COMMENTED.subn(r"\1", text)
 
 
-@dataclass
-class LinuxConvertOptions:
-    block_driver: str = "virtio-blk"
-    # A directory on the conversion host with qemu-guest-agent packages (.deb or .rpm,
-    # with their dependencies) to install offline.
-    guest_agent_packages: str | None = None
-    remove_tools: bool = True
-    # Rebuild every initramfs, even one that has the virtio drivers and holds nothing conversion changed.
-    rebuild_initramfs: bool = False
-    # Where each command run inside the guest and its output are written (the conversion log).
-    log: Callable[[str], None] | None = None
-
-
-@dataclass
-class ConversionReport:
-    """What conversion did: one named step per change, plus warnings."""
-
-    steps: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    network: list[dict[str, str]] = field(default_factory=list)
-    kernel: str | None = None
-
-
 def agent_packages(directory: str, suffix: str) -> list[str]:
     """The package files (``.deb`` or ``.rpm``) in ``directory``, sorted; they must include qemu-guest-agent."""
     try:
@@ -271,10 +250,10 @@ def choose_kernel(kernels: list[GuestKernel]) -> GuestKernel:
     return max(usable, key=lambda k: _version_key(k.version))
 
 
-class LinuxConverter:
+class LinuxConversion:
     """Edits one mounted Linux guest. ``g`` is a launched libguestfs handle."""
 
-    def __init__(self, g: Any, guest: GuestInfo, source: Source, options: LinuxConvertOptions) -> None:
+    def __init__(self, g: Any, guest: GuestInfo, source: Source, options: GuestConvertOptions) -> None:
         self.g = g
         self.guest = guest
         self.source = source
@@ -920,8 +899,21 @@ class LinuxConverter:
         return self.report
 
 
-def convert_linux(g: Any, guest: GuestInfo, source: Source, options: LinuxConvertOptions) -> ConversionReport:
-    """Convert the mounted guest on ``g``; raise ConversionError on failure."""
-    if guest.os_type != "linux":
-        raise ConversionError(f"not a Linux guest ({guest.os_type})")
-    return LinuxConverter(g, guest, source, options).convert()
+class LinuxConverter(Converter):
+    """Linux guests: hypervisor tools out, device names and consoles, network names kept, virtio in the initramfs."""
+
+    family = "linux"
+
+    def planned_steps(self, guest: GuestInfo, options: GuestConvertOptions) -> list[str]:
+        steps = []
+        if guest.hypervisor_tools:
+            steps.append("remove hypervisor tools: " + ", ".join(guest.hypervisor_tools))
+        steps += ["rewrite block device names for " + options.block_driver,
+                  "pin network interface names to their MAC addresses",
+                  "add virtio drivers to the initramfs and regenerate the boot menu"]
+        return steps
+
+    def convert(self, handle: Any, guest: GuestInfo, source: Source, options: GuestConvertOptions) -> ConversionReport:
+        if guest.os_type != "linux":
+            raise ConversionError(f"not a Linux guest ({guest.os_type})")
+        return LinuxConversion(handle, guest, source, options).convert()

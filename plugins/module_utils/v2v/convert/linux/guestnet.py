@@ -13,10 +13,9 @@ becomes virtio with a new kernel name.
 from __future__ import annotations
 
 import configparser
-import hashlib
 import re
 
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import GuestNetConfig, SourceNIC
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import GuestNetConfig
 
 try:
     import yaml
@@ -225,35 +224,6 @@ def parse_udev_net_rules(text: str, file: str) -> list[GuestNetConfig]:
             configs.append(GuestNetConfig(tool="udev", interface=name.group(1), mac=address.group(1).lower(),
                                           file=file))
     return configs
-
-
-def fill_missing_macs(nics: list[SourceNIC], configs: list[GuestNetConfig], seed: str) -> list[tuple[int, str, str]]:
-    """Give a MAC to each NIC the source describes without one (``input: disk``, some OVFs).
-
-    The guest's own configuration names MACs (``hwaddress``, ``HWADDR``,
-    netplan ``match``, udev naming rules): those are the guest's identity, so
-    unused ones are taken first, in the order the guest lists them. Otherwise
-    the MAC is made up, stable for the same source (``seed``) and NIC index,
-    in QEMU's locally administered range 52:54:00. Returns (index, mac, where
-    it came from) for each NIC changed.
-    """
-    used = {n.mac.lower() for n in nics if n.mac}
-    from_guest = []
-    for config in configs:
-        if config.mac and config.mac not in used and config.mac not in from_guest:
-            from_guest.append(config.mac)
-    filled = []
-    for index, nic in enumerate(nics):
-        if nic.mac:
-            continue
-        if from_guest:
-            nic.mac, origin = from_guest.pop(0), "guest configuration"
-        else:
-            digest = hashlib.sha256(f"{seed}\0{index}".encode()).digest()
-            nic.mac, origin = "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3]), "generated"
-        used.add(nic.mac)
-        filled.append((index, nic.mac, origin))
-    return filled
 
 
 PARSERS = {

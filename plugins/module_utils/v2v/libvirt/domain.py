@@ -1,80 +1,71 @@
 # -*- coding: utf-8 -*-
 # Copyright: kvmigrate.v2v contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""define_domain's engine: define, compare, start, stop and undefine libvirt domains.
-
-Comparison (why a second identical run is ``changed: false``): libvirt fills
-in defaults when it stores a definition (PCI addresses, controllers, aliases,
-a MAC per NIC, the UUID, ``q35`` expanded to ``pc-q35-7.2``...), so raw XML
-never compares equal. Instead, both the desired XML and the existing
-*inactive* definition are normalized (units, case of MACs and UUIDs, machine
-aliases from the host's capabilities, number spellings in addresses,
-whitespace), and the existing one must *cover* the desired one: every
-attribute, text and child element the desired XML gives is present with the
-same value. Only what the desired XML says is compared, with one exception:
-devices libvirt never adds on its own (disks, NICs, consoles, channels,
-graphics, ...) are compared as whole lists, so removing a disk from the XML
-is a change. The existing UUID and NIC MAC addresses are kept when the
-desired XML leaves them out.
+"""define_domain's engine: define, compare, start, stop and undefine libvirt domains, and wait.
 
 Plan first, act second: every run computes the list of ``actions`` before
-doing anything, so check mode reports exactly what a real run does.
+doing anything, so check mode reports exactly what a real run does. Whether
+a definition changes is decided by :mod:`.xmlcompare` (normalized XML, only
+what the desired XML says); the domain's storage by :mod:`.volumes`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import re
-import subprocess
 import time
-import traceback
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.domain_xml import GUEST_AGENT_CHANNEL
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import LibvirtError, V2VError
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.libvirt.client import (
+    DEFAULT_URI,
+    Connection,
+    Domain,
+    Volume,
+    connection,
+    error_code,
+    error_text,
+    is_local_uri,
+    is_test_driver,
+    libvirt,
+    libvirt_qemu,
+    unsupported,
+)
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.libvirt.volumes import (
+    delete_volume,
+    disk_sources,
+    lookup_volume,
+    volume_keys,
+    volume_pool,
+    volumes_in_use,
+)
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.libvirt.xmlcompare import (
+    SCHEMA,
+    Element,
+    apply_identity,
+    covers,
+    desired_root,
+    domain_name_of,
+    identity_to_keep,
+    is_uuid,
+    machine_aliases,
+    normalize,
+    normalize_uuid,
+    parse_libvirt_xml,
+    parse_xml,
+    project,
+    schema_errors,
+    to_text,
+)
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import Serializable
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.xmlsupport import etree, require_lxml
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.target import GUEST_AGENT_CHANNEL
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.xmlsupport import etree
 
-try:
-    import libvirt
-except ImportError:
-    libvirt = None
-    LIBVIRT_IMPORT_ERROR: str | None = traceback.format_exc()
-else:
-    LIBVIRT_IMPORT_ERROR = None
-
-# lxml's element type and libvirt's handle types (their classes come from optional imports).
-Element = Any
-Connection = Any
-Domain = Any
-Volume = Any
-
-DEFAULT_URI = "qemu:///system"
 STATES = ("present", "running", "shutdown", "paused", "absent")
 DEFAULT_WAIT_TIMEOUT = 300
 POLL_INTERVAL = 0.5
-SCHEMA = "/usr/share/libvirt/schemas/domain.rng"
-
-# Devices libvirt never adds by itself: the desired list of these is the whole list.
-OWNED_DEVICES = frozenset({
-    "disk", "interface", "filesystem", "hostdev", "graphics", "serial", "parallel", "channel", "rng", "tpm",
-    "watchdog", "sound", "redirdev", "smartcard", "shmem", "vsock", "hub", "lease", "memory", "iommu", "crypto",
-})
-# Devices libvirt adds by default when the XML has none: compared as lists only when the XML has some.
-DEFAULTED_DEVICES = frozenset({"video", "memballoon", "console", "audio", "panic"})
-# Elements whose number is in KiB when no unit is given.
-KIB_ELEMENTS = frozenset({"memory", "currentMemory", "maxMemory", "hard_limit", "soft_limit", "swap_hard_limit",
-                          "min_guarantee", "size", "requested"})
-_UNITS = {"b": 1, "bytes": 1, "kb": 10**3, "k": 2**10, "kib": 2**10, "mb": 10**6, "m": 2**20, "mib": 2**20,
-          "gb": 10**9, "g": 2**30, "gib": 2**30, "tb": 10**12, "t": 2**40, "tib": 2**40,
-          "pb": 10**15, "p": 2**50, "pib": 2**50, "eb": 10**18, "e": 2**60, "eib": 2**60}
-_INT_RE = re.compile(r"^(0x[0-9a-fA-F]+|\d+)$")
-_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
 
 # State names in results, after libvirt's virDomainState (a domain shutting down still runs).
 _STATE_NAMES = {0: "running", 1: "running", 2: "running", 3: "paused", 4: "running", 5: "shutdown",
@@ -180,88 +171,7 @@ class DomainResult(Serializable):
         return {k: v for k, v in super().to_dict().items() if v is not None}
 
 
-# --- connections ---------------------------------------------------------------------------------
-
-def _quiet(_ctx: Any, _err: Any) -> None:
-    """libvirt prints every error on stderr by default; ours go into exceptions instead."""
-
-
-def require_libvirt() -> None:
-    if libvirt is None:
-        raise LibvirtError("the libvirt Python bindings are not installed",
-                           hint="Install python3-libvirt (Debian/Ubuntu), python3-libvirt (Fedora/RHEL) "
-                                "or libvirt-python from PyPI")
-    require_lxml()
-
-
-def connect(uri: str = DEFAULT_URI) -> Connection:
-    """Open ``uri`` read-write; raise :class:`LibvirtError` saying why it cannot be reached."""
-    require_libvirt()
-    libvirt.registerErrorHandler(_quiet, None)
-    try:
-        return libvirt.open(uri)
-    except libvirt.libvirtError as exc:
-        raise LibvirtError(f"cannot connect to libvirt at {uri}: {error_text(exc)}", subject=uri,
-                           hint="Check that the libvirt daemon (libvirtd or virtqemud) runs on that host, "
-                                "that the URI is right and that this user may use it") from exc
-
-
-@contextlib.contextmanager
-def connection(uri: str, conn: Connection | None = None) -> Iterator[Connection]:
-    """Use ``conn`` if given, else open ``uri`` and close it afterwards."""
-    if conn is not None:
-        yield conn
-        return
-    opened = connect(uri)
-    try:
-        yield opened
-    finally:
-        with contextlib.suppress(Exception):
-            opened.close()
-
-
-def error_text(exc: Exception) -> str:
-    getter = getattr(exc, "get_error_message", None)
-    text = getter() if callable(getter) else None
-    return str(text or exc).strip()
-
-
-def error_code(exc: Exception) -> int | None:
-    getter = getattr(exc, "get_error_code", None)
-    return getter() if callable(getter) else None
-
-
-def _unsupported(exc: Exception) -> bool:
-    """The driver does not know a flag or an API (e.g. the test driver and UNDEFINE_NVRAM)."""
-    return error_code(exc) in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG,
-                               libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED)
-
-
-def is_local_uri(uri: str) -> bool:
-    """True when the daemon behind ``uri`` runs on this host (its files are ours to read)."""
-    parts = urlsplit(uri)
-    return not parts.hostname and "+ssh" not in parts.scheme and "+tcp" not in parts.scheme \
-        and "+tls" not in parts.scheme
-
-
-def is_test_driver(uri: str) -> bool:
-    return urlsplit(uri).scheme.split("+")[0] == "test"
-
-
-# --- reading and normalizing XML -----------------------------------------------------------------
-
-def _parser() -> Any:
-    return etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True)
-
-
-def parse_xml(text: str, *, what: str = "the domain XML") -> Element:
-    try:
-        root = etree.fromstring(text.encode("utf-8"), _parser())
-    except etree.XMLSyntaxError as exc:
-        raise LibvirtError(f"{what} is not well-formed XML: {exc}", hint="Fix the XML, e.g. check it with xmllint") \
-            from exc
-    return root
-
+# --- the desired definition --------------------------------------------------------------------
 
 def read_xml_argument(value: str) -> str:
     """``xml`` is either the XML text or the path of a file that holds it."""
@@ -302,251 +212,6 @@ def converted_is_planned(converted: dict[str, Any]) -> bool:
     """Whether ``converted`` only planned its disks (a check-mode conversion)."""
     target = converted.get("target") if isinstance(converted, dict) else None
     return not (isinstance(target, dict) and target.get("domain_xml"))
-
-
-def desired_root(xml: str, name: str | None) -> Element:
-    """Parse the desired definition and apply the ``name`` override."""
-    root = parse_xml(xml)
-    if root.tag != "domain":
-        raise LibvirtError(f"the domain XML has <{root.tag}> at its top, not <domain>",
-                           hint="Give a libvirt domain definition")
-    name_el = root.find("name")
-    if name:
-        if name_el is None:
-            name_el = etree.Element("name")
-            root.insert(0, name_el)
-        name_el.text = name
-    if name_el is None or not (name_el.text or "").strip():
-        raise LibvirtError("the domain XML has no <name>", hint="Add <name> or set the name option")
-    name_el.text = name_el.text.strip()
-    return root
-
-
-def domain_name_of(root: Element) -> str:
-    return (root.findtext("name") or "").strip()
-
-
-def _to_bytes(value: str, unit: str | None, default_kib: bool) -> str | None:
-    if not _INT_RE.match(value.strip()):
-        return None
-    factor = _UNITS.get((unit or "").lower()) if unit else (1024 if default_kib else None)
-    if factor is None:
-        return None
-    return str(int(value.strip(), 0) * factor)
-
-
-def _normalize_uuid(text: str) -> str:
-    compact = text.strip().replace("-", "").lower()
-    if len(compact) != 32:
-        return text.strip().lower()
-    return f"{compact[:8]}-{compact[8:12]}-{compact[12:16]}-{compact[16:20]}-{compact[20:]}"
-
-
-def machine_aliases(conn: Connection) -> dict[str, str]:
-    """Machine type aliases of the host and what they expand to (``q35`` -> ``pc-q35-7.2``)."""
-    try:
-        caps = etree.fromstring(conn.getCapabilities().encode("utf-8"), _parser())
-    except Exception:  # an unknown alias only makes one comparison stricter
-        return {}
-    aliases = {}
-    for machine in caps.iter("machine"):
-        canonical = machine.get("canonical")
-        if canonical and machine.text:
-            aliases[machine.text.strip()] = canonical
-    return aliases
-
-
-def normalize(root: Element, aliases: dict[str, str] | None = None) -> Element:
-    """A normalized copy of a ``<domain>``: the same definition always looks the same."""
-    out = copy.deepcopy(root)
-    for junk in list(out.iter(etree.Comment, etree.ProcessingInstruction)):
-        parent = junk.getparent()
-        if parent is not None:
-            parent.remove(junk)
-    for el in out.iter():
-        el.tail = None
-        if el.text is not None:
-            el.text = el.text.strip() or None
-        tag = el.tag
-        unit = el.get("unit")
-        if el.text and (unit or tag in KIB_ELEMENTS):
-            converted = _to_bytes(el.text, unit, default_kib=tag in KIB_ELEMENTS)
-            if converted is not None:
-                el.text = converted
-                el.attrib.pop("unit", None)
-        elif unit:
-            for attr in ("memory", "size"):
-                if el.get(attr) is not None:
-                    converted = _to_bytes(el.get(attr), unit, default_kib=True)
-                    if converted is not None:
-                        el.set(attr, converted)
-                        el.attrib.pop("unit", None)
-        if tag == "mac" and el.get("address"):
-            el.set("address", el.get("address").strip().lower().replace("-", ":"))
-        elif tag == "uuid" and el.text:
-            el.text = _normalize_uuid(el.text)
-        elif tag == "type" and el.getparent() is not None and el.getparent().tag == "os" and aliases:
-            machine = el.get("machine")
-            if machine in aliases:
-                el.set("machine", aliases[machine])
-        elif tag == "address":
-            for key, value in el.attrib.items():
-                if key != "type" and _INT_RE.match(value):
-                    el.set(key, str(int(value, 0)))
-    return out
-
-
-def to_text(root: Element | None) -> str:
-    if root is None:
-        return ""
-    clone = copy.deepcopy(root)
-    etree.indent(clone, space="  ")
-    return etree.tostring(clone, encoding="unicode", pretty_print=True)
-
-
-# --- comparing -----------------------------------------------------------------------------------
-
-def _children(el: Element) -> list[Element]:
-    return [c for c in el if isinstance(c.tag, str)]
-
-
-def _score(existing: Element, desired: Element) -> int:
-    """How much of ``desired`` ``existing`` has; used to pair elements that differ."""
-    if existing.tag != desired.tag:
-        return -1
-    score = sum(1 for k, v in desired.attrib.items() if existing.get(k) == v)
-    if desired.text and existing.text == desired.text:
-        score += 1
-    for child in _children(desired):
-        score += max([_score(c, child) for c in _children(existing) if c.tag == child.tag] + [0])
-    return score
-
-
-def _pair(existing: Element, desired: Element) -> tuple[list[tuple[Element, Element | None, bool]], list[Element]]:
-    """Pair each desired child with an existing one: covering ones first, then the most similar.
-
-    Returns ``(desired, existing or None, covers)`` in desired order, and the existing children left over.
-    """
-    unused = _children(existing)
-    paired: dict[int, tuple[Element | None, bool]] = {}
-    wanted = _children(desired)
-    for index, child in enumerate(wanted):
-        match = next((c for c in unused if c.tag == child.tag and covers(c, child)), None)
-        if match is not None:
-            unused.remove(match)
-            paired[index] = (match, True)
-    for index, child in enumerate(wanted):
-        if index in paired:
-            continue
-        candidates = [c for c in unused if c.tag == child.tag]
-        best = max(candidates, key=lambda c: _score(c, child), default=None)
-        if best is not None:
-            unused.remove(best)
-        paired[index] = (best, False)
-    return [(child, *paired[i]) for i, child in enumerate(wanted)], unused
-
-
-def _extra_devices(desired: Element, unused: list[Element]) -> list[Element]:
-    """Existing devices the desired ``<devices>`` does not have and libvirt would not have added."""
-    kinds = {c.tag for c in _children(desired)}
-    # A console alone makes libvirt add the serial port behind it.
-    owned = OWNED_DEVICES - {"serial"} if "console" in kinds and "serial" not in kinds else OWNED_DEVICES
-    return [c for c in unused if c.tag in owned or (c.tag in DEFAULTED_DEVICES and c.tag in kinds)]
-
-
-def covers(existing: Element, desired: Element) -> bool:
-    """True if ``existing`` says everything ``desired`` says (both normalized)."""
-    if existing.tag != desired.tag:
-        return False
-    if any(existing.get(k) != v for k, v in desired.attrib.items()):
-        return False
-    if desired.text is not None and existing.text != desired.text:
-        return False
-    pairs, unused = _pair(existing, desired)
-    if not all(ok for _d, _e, ok in pairs):
-        return False
-    return not (desired.tag == "devices" and _extra_devices(desired, unused))
-
-
-def _strip_generated(el: Element) -> Element:
-    clone = copy.deepcopy(el)
-    for noise in list(clone.iter("address", "alias")):
-        noise.getparent().remove(noise)
-    return clone
-
-
-def project(existing: Element, desired: Element) -> Element:
-    """``existing`` cut down to the shape of ``desired``: the diff's "before" side.
-
-    Only what the desired XML talks about is shown, plus devices that would
-    be removed, so a diff shows the real changes and not libvirt's defaults.
-    """
-    out = etree.Element(existing.tag, nsmap=existing.nsmap)
-    for key in desired.attrib:
-        if key in existing.attrib:
-            out.set(key, existing.get(key))
-    if desired.text is not None:
-        out.text = existing.text
-    pairs, unused = _pair(existing, desired)
-    for child, match, _ok in pairs:
-        if match is not None:
-            out.append(project(match, child))
-    if desired.tag == "devices":
-        for extra in _extra_devices(desired, unused):
-            out.append(_strip_generated(extra))
-    return out
-
-
-def identity_to_keep(desired: Element, existing: Element) -> tuple[str | None, dict[int, str]]:
-    """The existing UUID and NIC MACs that ``desired`` leaves out (both normalized).
-
-    Returns the UUID to add (or None) and, by index among the desired
-    ``<interface>`` elements, the MAC address each one keeps.
-    """
-    uuid = existing.findtext("uuid") if desired.find("uuid") is None else None
-    claimed = {m.get("address") for m in desired.findall("devices/interface/mac")}
-    candidates = [i for i in existing.findall("devices/interface")
-                  if i.find("mac") is not None and i.find("mac").get("address") not in claimed]
-    macs: dict[int, str] = {}
-    for index, nic in enumerate(desired.findall("devices/interface")):
-        if nic.find("mac") is not None or not candidates:
-            continue
-        match = next((c for c in candidates if covers(c, nic)), None)
-        if match is None:
-            match = max(candidates, key=lambda c: _score(c, nic))
-        candidates.remove(match)
-        macs[index] = match.find("mac").get("address")
-    return uuid, macs
-
-
-def apply_identity(root: Element, uuid: str | None, macs: dict[int, str]) -> None:
-    """Add a UUID and NIC MACs to a ``<domain>`` (in place)."""
-    if uuid and root.find("uuid") is None:
-        el = etree.Element("uuid")
-        el.text = uuid
-        root.find("name").addnext(el)
-    nics = root.findall("devices/interface")
-    for index, mac in macs.items():
-        el = etree.Element("mac", address=mac)
-        nics[index].insert(0, el)
-
-
-_relaxng: Any = None
-
-
-def schema_errors(root: Element) -> str | None:
-    """Errors of ``root`` against libvirt's RelaxNG schema installed here (None: valid or no schema)."""
-    global _relaxng  # noqa: PLW0603  # pylint: disable=global-statement
-    if not os.path.isfile(SCHEMA):
-        return None
-    if _relaxng is None:
-        try:
-            _relaxng = etree.RelaxNG(etree.parse(SCHEMA))
-        except (etree.RelaxNGParseError, OSError):
-            return None
-    if _relaxng.validate(root):
-        return None
-    return "; ".join(str(e.message) for e in _relaxng.error_log[-3:]) or "invalid"
 
 
 # --- domains -------------------------------------------------------------------------------------
@@ -590,7 +255,7 @@ def inactive_xml(dom: Domain) -> str:
 
 
 def live_root(dom: Domain) -> Element:
-    return etree.fromstring(dom.XMLDesc(0).encode("utf-8"), _parser())
+    return parse_libvirt_xml(dom.XMLDesc(0))
 
 
 def define_xml(conn: Connection, xml: str, *, name: str) -> Domain:
@@ -599,7 +264,7 @@ def define_xml(conn: Connection, xml: str, *, name: str) -> Domain:
         try:
             return conn.defineXMLFlags(xml, libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
         except libvirt.libvirtError as exc:
-            if not _unsupported(exc) or "validat" in error_text(exc).lower():
+            if not unsupported(exc) or "validat" in error_text(exc).lower():
                 raise
             return conn.defineXML(xml)
     except libvirt.libvirtError as exc:
@@ -612,108 +277,6 @@ def _call(what: str, name: str, func: Any, *args: Any) -> Any:
         return func(*args)
     except libvirt.libvirtError as exc:
         raise LibvirtError(f"cannot {what} the domain {name}: {error_text(exc)}", subject=name) from exc
-
-
-# --- storage -------------------------------------------------------------------------------------
-
-@dataclass
-class DiskSource:
-    """Where one disk of a domain lives: a pool volume, a file/block path, or something else."""
-
-    dev: str
-    device: str
-    kind: str
-    path: str | None = None
-    pool: str | None = None
-    volume: str | None = None
-
-
-def disk_sources(root: Element) -> list[DiskSource]:
-    out = []
-    for disk in root.findall("devices/disk"):
-        source = disk.find("source")
-        target = disk.find("target")
-        dev = target.get("dev", "?") if target is not None else "?"
-        kind = disk.get("type", "file")
-        entry = DiskSource(dev=dev, device=disk.get("device", "disk"), kind=kind)
-        if source is not None:
-            if kind == "volume":
-                entry.pool, entry.volume = source.get("pool"), source.get("volume")
-            else:
-                entry.path = source.get("file") or source.get("dev") or source.get("dir")
-        out.append(entry)
-    return out
-
-
-def lookup_volume(conn: Connection, disk: DiskSource) -> Volume | None:
-    """The storage volume behind a disk, or None when no pool manages it."""
-    try:
-        if disk.kind == "volume" and disk.pool and disk.volume:
-            return conn.storagePoolLookupByName(disk.pool).storageVolLookupByName(disk.volume)
-        if disk.path:
-            return conn.storageVolLookupByPath(disk.path)
-    except libvirt.libvirtError:
-        return None
-    return None
-
-
-def volume_pool(vol: Volume) -> Any:
-    return vol.storagePoolLookupByVolume()
-
-
-def delete_volume(conn: Connection, vol: Volume, *, uri: str) -> None:
-    """Delete a storage volume.
-
-    libvirt (at least up to 10.x) cannot delete a ``disk`` pool volume whose
-    device name ends in a digit (``loop0p1``, ``nvme0n1p2``): it runs
-    ``parted rm p1``. On a local URI that case falls back to ``parted rm 1``
-    and a pool refresh.
-    """
-    name = vol.name()
-    try:
-        vol.delete(0)
-        return
-    except libvirt.libvirtError as exc:
-        first = exc
-    pool = volume_pool(vol)
-    pool_root = etree.fromstring(pool.XMLDesc(0).encode("utf-8"), _parser())
-    device = pool_root.find("source/device")
-    number = re.search(r"p(\d+)$", name)
-    text = error_text(first)
-    if not (pool_root.get("type") == "disk" and device is not None and number and is_local_uri(uri)
-            and ("rm --script p" in text or "Partition doesn't exist" in text)):
-        raise LibvirtError(f"cannot delete the volume {pool.name()}/{name}: {error_text(first)}",
-                           subject=name) from first
-    proc = subprocess.run(["parted", "--script", device.get("path"), "rm", number.group(1)],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise LibvirtError(f"cannot delete the volume {pool.name()}/{name}: {error_text(first)}; "
-                           f"parted rm {number.group(1)} failed too: {proc.stderr.strip()}", subject=name)
-    with contextlib.suppress(libvirt.libvirtError):
-        pool.refresh(0)
-
-
-def volumes_in_use(conn: Connection, *, skip_uuid: str | None = None) -> set[str]:
-    """Paths and ``pool/volume`` names that the disks of all domains (but one) use."""
-    used: set[str] = set()
-    for dom in conn.listAllDomains(0):
-        if skip_uuid and dom.UUIDString() == skip_uuid:
-            continue
-        with contextlib.suppress(libvirt.libvirtError):
-            for xml in (dom.XMLDesc(0), dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)):
-                for disk in disk_sources(etree.fromstring(xml.encode("utf-8"), _parser())):
-                    if disk.path:
-                        used.add(disk.path)
-                    if disk.pool and disk.volume:
-                        used.add(f"{disk.pool}/{disk.volume}")
-    return used
-
-
-def _volume_keys(vol: Volume) -> set[str]:
-    keys = {f"{volume_pool(vol).name()}/{vol.name()}"}
-    with contextlib.suppress(libvirt.libvirtError):
-        keys.add(vol.path())
-    return keys
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -753,9 +316,9 @@ class DomainRun:
         uuid_text = desired.findtext("uuid")
         if not uuid_text:
             return
-        if not _UUID_RE.match(uuid_text.strip()):
+        if not is_uuid(uuid_text):
             raise LibvirtError(f"the domain XML's <uuid> {uuid_text!r} is not a UUID", subject=name)
-        uuid = _normalize_uuid(uuid_text)
+        uuid = normalize_uuid(uuid_text)
         owner = lookup(self.conn, uuid=uuid)
         if dom is not None and dom.UUIDString().lower() != uuid:
             other = f" (and {uuid} belongs to the domain {owner.name()})" if owner is not None else ""
@@ -790,6 +353,8 @@ class DomainRun:
         if xml_to_define is not None:
             dom = define_xml(self.conn, xml_to_define, name=name)
             defined_here = True
+        if dom is None:  # it existed, or was just defined: nothing to define means it exists
+            raise LibvirtError(f"domain {name} vanished while it was being changed", subject=name)
         try:
             for step in steps:
                 self._do_state_step(dom, name, step)
@@ -842,7 +407,7 @@ class DomainRun:
                 "after": to_text(after),
                 "before_header": f"{name} (libvirt's definition)" if existing is not None else f"{name} (not defined)",
                 "after_header": f"{name} (desired)"}
-        if existing is not None and dom.isPersistent() and covers(existing, after):
+        if existing is not None and dom is not None and dom.isPersistent() and covers(existing, after):
             return None
         if dom is not None and is_active(dom):
             self.result.warnings.append(f"the domain {name} is running: its new definition applies from its "
@@ -898,7 +463,7 @@ class DomainRun:
     def _predicted_info(self, dom: Domain | None, desired: Element | None, name: str,
                         steps: list[str]) -> dict[str, Any]:
         info = domain_info(dom) if dom is not None else {
-            "name": name, "uuid": _normalize_uuid(desired.findtext("uuid")) if desired is not None
+            "name": name, "uuid": normalize_uuid(desired.findtext("uuid")) if desired is not None
             and desired.findtext("uuid") else None, "state": "shutdown", "autostart": False, "persistent": True}
         if steps:
             info["state"] = {"running": "running", "paused": "paused", "shutdown": "shutdown"}.get(
@@ -930,7 +495,7 @@ class DomainRun:
         try:
             dom.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
         except libvirt.libvirtError as exc:
-            if not _unsupported(exc):
+            if not unsupported(exc):
                 if not is_active(dom):
                     return
                 raise LibvirtError(f"cannot shut down the domain {name}: {error_text(exc)}", subject=name) from exc
@@ -982,10 +547,6 @@ class DomainRun:
                                     "console line, or wait for the guest agent")
 
     def _wait_agent(self, dom: Domain, name: str, deadline: float) -> None:
-        try:
-            import libvirt_qemu
-        except ImportError:
-            libvirt_qemu = None
         while True:
             if not is_active(dom):
                 raise LibvirtError(f"the domain {name} stopped while waiting for its guest agent", subject=name)
@@ -1093,7 +654,7 @@ class DomainRun:
             if vol is None:
                 kept.append(f"disk {disk.dev} ({where}) is not a volume of any libvirt storage pool; "
                             "left in place")
-            elif _volume_keys(vol) & used:
+            elif volume_keys(vol) & used:
                 kept.append(f"disk {disk.dev} ({where}) is used by another domain too; left in place")
             else:
                 volumes.append(vol)
@@ -1112,7 +673,7 @@ def undefine(dom: Domain, name: str) -> None:
             return
         except libvirt.libvirtError as exc:
             last = exc
-            if not _unsupported(exc):
+            if not unsupported(exc):
                 break
     raise LibvirtError(f"cannot undefine the domain {name}: {error_text(last or Exception())}", subject=name)
 
