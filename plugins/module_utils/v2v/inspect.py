@@ -134,8 +134,6 @@ def _exists(g: Any, path: str) -> bool:
         return False
 
 
-
-
 def initramfs_modules(g: Any, initrd: str) -> list[str] | None:
     """Kernel module names inside an initramfs (None when it cannot be read)."""
     if not _exists(g, initrd):
