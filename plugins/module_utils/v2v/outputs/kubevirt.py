@@ -42,6 +42,7 @@ from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import Tar
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.outputs.base import FileOutput, OutputJob, disk_dev
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.target import (
     DomainOptions,
+    NICMapping,
     TargetHardware,
     map_nic,
     normalize_mac,
@@ -70,6 +71,14 @@ def suggest_label(value: str) -> str:
     """A DNS label close to ``value``, for error hints."""
     label = re.sub(r"[^a-z0-9-]+", "-", value.lower()).strip("-")[:63].strip("-")
     return label or "guest"
+
+
+def network_of(mapping: NICMapping) -> str:
+    """Where a NIC goes in KubeVirt: ``pod``, or the Multus network ``networks`` mapped it to.
+
+    A NIC nothing in ``networks`` matched goes to the pod network.
+    """
+    return mapping.name if mapping.rule not in ("unmapped", "default_network") else POD_NETWORK
 
 
 class KubevirtOutput(FileOutput):
@@ -133,11 +142,9 @@ class KubevirtOutput(FileOutput):
                                   hint="Use a shorter name, or give kubevirt_pvcs")
         # At most one pod network: found now, before the appliance starts.
         options = DomainOptions(networks=dict(self.options.networks))
-        unmapped = [i for i, nic in enumerate(job.source.nics)
-                    if map_nic(nic, options).rule in ("unmapped", "default_network")
-                    or map_nic(nic, options).name == POD_NETWORK]
-        if len(unmapped) > 1:
-            raise OutputError(f"NICs {', '.join(str(i) for i in unmapped)} would all be on the pod network, "
+        on_pod = [i for i, nic in enumerate(job.source.nics) if network_of(map_nic(nic, options)) == POD_NETWORK]
+        if len(on_pod) > 1:
+            raise OutputError(f"NICs {', '.join(str(i) for i in on_pod)} would all be on the pod network, "
                               "and a VirtualMachine has at most one", subject=job.source.name,
                               hint="Map all but one NIC to Multus networks with networks: "
                                    "{'<source network or MAC>': 'namespace/name'}")
@@ -152,7 +159,7 @@ class KubevirtOutput(FileOutput):
         return [f"{job.name}.yaml"]
 
     def prepare_files(self, job: OutputJob, hardware: TargetHardware) -> list[str]:
-        self.check(job)
+        # check(job) ran when the source was opened: names, claims and the one pod network are known good.
         self.manifest = self.build_manifest(job, hardware)
         self.uploads = self.upload_commands(job, hardware.disks)
         path = os.path.join(self.output_dir, f"{job.name}.yaml")
@@ -235,20 +242,11 @@ class KubevirtOutput(FileOutput):
 
     def _interfaces_and_networks(self, hw: TargetHardware) -> tuple[list[Any], list[Any]]:
         interfaces, networks = [], []
-        pod_taken = None
         for index, nic in enumerate(hw.nics):
             name = f"net{index}"
-            mapped = nic.mapping.rule not in ("unmapped", "default_network")
-            target = nic.mapping.name if mapped else POD_NETWORK
+            target = network_of(nic.mapping)
             interface: dict[str, Any] = {"name": name}
             if target == POD_NETWORK:
-                if pod_taken is not None:
-                    raise OutputError(f"NIC {index} ({nic.source.network or nic.source.bridge or nic.mapping.mac}) "
-                                      f"would be a second pod network (NIC {pod_taken} is already on it)",
-                                      subject=hw.source.name,
-                                      hint="Map the other NICs to Multus networks with networks: "
-                                           "{'<source network or MAC>': 'namespace/name'}")
-                pod_taken = index
                 interface["masquerade"] = {}
                 networks.append({"name": name, "pod": {}})
             else:

@@ -19,7 +19,7 @@ from typing import Any
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.appliance import qemu_accel_args
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.errors import OutputError
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.model import TargetDisk
-from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.outputs.base import FileOutput, OutputJob
+from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.outputs.base import PART, FileOutput, OutputJob
 from ansible_collections.kvmigrate.v2v.plugins.module_utils.v2v.outputs.qemu_cmd import (
     ovmf_files,
     qemu_argv,
@@ -40,9 +40,13 @@ class QemuOutput(FileOutput):
             names.append(os.path.basename(self.nvram[1]))
         return names
 
+    def _nvram_path(self, job: OutputJob) -> str:
+        """A UEFI guest's own copy of the OVMF variable store."""
+        return os.path.join(self.output_dir, f"{job.name}-VARS.fd")
+
     def remove_partials(self, job: OutputJob, *, created_dir: bool) -> None:
         # A failure before prepare() has no nvram decided yet: its .part may still exist.
-        path = os.path.join(self.output_dir, f"{job.name}-VARS.fd") + ".part"
+        path = self._nvram_path(job) + PART
         if os.path.exists(path):
             os.unlink(path)
         super().remove_partials(job, created_dir=created_dir)
@@ -54,7 +58,7 @@ class QemuOutput(FileOutput):
             if missing:
                 raise OutputError(f"this UEFI guest needs OVMF, and {', '.join(missing)} is missing",
                                   subject=job.source.name, hint="Install the 'ovmf' package (edk2-ovmf on RHEL)")
-            nvram = os.path.join(self.output_dir, f"{job.name}-VARS.fd")
+            nvram = self._nvram_path(job)
             self.nvram = (template, nvram)
             hardware = dataclasses.replace(hardware, uefi_nvram=nvram)
         # Built before the copy: what qemu cannot run fails here, with nothing written.
